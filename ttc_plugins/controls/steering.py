@@ -1,0 +1,100 @@
+"""Default plugin: activation steering with additive or projection vectors.
+
+Per request: the decoder layers to steer, a vector (inline list, or the name of a vector the
+server was configured with), a scale and a mode:
+
+- ``add``: h ← h + scale·v (ActAdd / CAA style);
+- ``project``: h ← h − (h·v̂)v̂ + scale·v̂ — the component along v̂ is set to ``scale``
+  (directional ablation when ``scale`` is 0);
+
+with optional norm preservation (rescale each token's state to its norm before steering, as
+GrAInS does). The update is applied to the residual stream after each listed layer.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .. import hookimpl
+from ..errors import TTCParamError
+from ..types import ControlPlan, ControlSpec
+from .vectors import VectorLibrary, check_vector
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..types import RequestContext
+
+MODES = {"add": ControlPlan.MODE_ADD, "project": ControlPlan.MODE_PROJECT}
+
+
+class SteeringParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    layers: list[int] = Field(min_length=1, max_length=512)
+    vector: Union[list[float], str]
+    scale: float = 1.0
+    mode: Literal["add", "project"] = "add"
+    preserve_norm: bool = False
+
+    @field_validator("layers")
+    @classmethod
+    def _layers_non_negative(cls, v: list[int]) -> list[int]:
+        if any(x < 0 for x in v):
+            raise ValueError("layer indices must be >= 0")
+        return v
+
+    @field_validator("scale")
+    @classmethod
+    def _finite(cls, v: float) -> float:
+        if not math.isfinite(v):
+            raise ValueError("scale must be a finite number")
+        return v
+
+    @field_validator("vector")
+    @classmethod
+    def _vector(cls, v: Union[list[float], str]) -> Union[list[float], str]:
+        if isinstance(v, str):
+            return v
+        return list(check_vector(v))
+
+
+class Steering:
+    name = "steering"
+    Params = SteeringParams
+
+    @classmethod
+    def resolve(cls, params: SteeringParams, ctx: "RequestContext") -> ControlSpec:
+        if isinstance(params.vector, str):
+            library: VectorLibrary = ctx.extra.get("vectors") or VectorLibrary()
+            try:
+                vector = library.get(params.vector)
+            except (KeyError, ValueError) as exc:
+                raise TTCParamError("ttc.control.vector", str(exc).strip("'\"")) from None
+        else:
+            vector = tuple(params.vector)
+        hidden = ctx.extra.get("hidden_size")
+        if hidden is not None and len(vector) != hidden:
+            raise TTCParamError("ttc.control.vector", f"has {len(vector)} values; the model's hidden size is {hidden}")
+        num_layers = ctx.extra.get("num_layers")
+        if num_layers is not None and max(params.layers) >= num_layers:
+            raise TTCParamError("ttc.control.layers", f"the model has {num_layers} decoder layers (0..{num_layers - 1})")
+        return ControlSpec.build(
+            cls.name,
+            params.layers,
+            {"vector": list(vector), "scale": params.scale, "mode": params.mode, "preserve_norm": params.preserve_norm},
+        )
+
+    @classmethod
+    def plan(cls, spec: ControlSpec, slot: int, plan: ControlPlan) -> None:
+        args = spec.args
+        for layer in spec.layers:
+            plan.add_vector(
+                layer, slot, args["vector"], args["scale"], mode=MODES[args["mode"]], preserve_norm=args["preserve_norm"]
+            )
+
+
+@hookimpl
+def ttc_register_controls(register):
+    register(Steering)

@@ -1,0 +1,265 @@
+"""The ttc hook specification: every hook a ttc plugin may implement.
+
+Each spec is a typed, body-less function; its docstring is its whole contract (parameters, return
+value, calling convention, and which process calls it). Hooks are grouped by lifecycle:
+
+1. registration — plugins hand their components (search strategies, scorers, controls, decoders)
+   to the host through a ``register`` callback;
+2. decoding — logits before sampling, token acceptance, step boundaries, request end;
+3. KV management — branch fork and release, cache isolation, accounting, eviction;
+4. hidden-state control — per-request controls resolved in the frontend and applied to the
+   residual stream in the worker.
+
+Processes: with vLLM the *frontend* is the process holding ``vllm.LLM`` or the API server, the
+*worker* is the model-runner process; with SGLang the frontend is the engine/tokenizer process
+and the worker is the scheduler process. The in-process reference engine runs both in one.
+
+Write a plugin::
+
+    from ttc_plugins import hookimpl
+
+    @hookimpl
+    def ttc_register_controls(register):
+        register(MyControl)
+
+and expose the module in ``pyproject.toml``::
+
+    [project.entry-points.ttc_plugins]
+    my_plugin = "my_package.ttc_plugin"
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable, Sequence
+
+import pluggy
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from .types import Branch, ControlPlan, ControlSpec, KVStats, LogitsBatch, RequestContext, RequestReport, Step
+
+hookspec = pluggy.HookspecMarker("ttc")
+
+# ---------------------------------------------------------------------------------------------
+# 1. Registration hooks (historic: a plugin registered late still receives every call)
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec(historic=True)
+def ttc_register_search_strategies(register: Callable[[type], None]) -> None:
+    """Register search strategies.
+
+    :param register: call ``register(StrategyClass)`` once per strategy. The class has a unique
+        ``name`` (the value a request puts in ``ttc.search.strategy``) and a pydantic ``Params``
+        model validating its arguments.
+
+    Historic: replayed to plugins registered after the first call. Runs in every process that
+    builds a plugin manager (frontend and worker alike).
+    """
+
+
+@hookspec(historic=True)
+def ttc_register_scorers(register: Callable[[type], None]) -> None:
+    """Register scorers (verifiers, reward models, self-evaluation).
+
+    :param register: call ``register(ScorerClass)``; the class has a unique ``name`` (the value of
+        ``ttc.search.scorer``) and a pydantic ``Params`` model.
+
+    Historic; runs in every process that builds a plugin manager.
+    """
+
+
+@hookspec(historic=True)
+def ttc_register_controls(register: Callable[[type], None]) -> None:
+    """Register hidden-state controls (steering vectors, TTC layers, ...).
+
+    :param register: call ``register(ControlClass)``; the class has a unique ``name`` (the value
+        of ``ttc.control.name``), a pydantic ``Params`` model, ``resolve(params, ctx) ->
+        ControlSpec`` (frontend) and ``plan(spec, slot, plan)`` (worker), see
+        :mod:`ttc_plugins.controls`.
+
+    Historic; runs in every process that builds a plugin manager.
+    """
+
+
+@hookspec(historic=True)
+def ttc_register_decoders(register: Callable[[type], None]) -> None:
+    """Register decoders: named, per-request logits processors.
+
+    :param register: call ``register(DecoderClass)``; the class has a unique ``name`` (an entry of
+        ``ttc.decoding``), a pydantic ``Params`` model and ``apply(logits, rows, params)``, see
+        :mod:`ttc_plugins.decoding`.
+
+    Historic; runs in every process that builds a plugin manager.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. Decoding hooks
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def ttc_process_logits(batch: "LogitsBatch") -> None:
+    """Edit logits before sampling, once per engine step (never once per token per request).
+
+    :param batch: the step's logits and the rows whose request opted in (``batch.rows``). Edit
+        ``batch.logits`` in place, only at those rows; rows of other requests must stay
+        bit-identical. Return nothing.
+
+    Called in the worker, inside the engine's sampling path, only when at least one row opted
+    in. All implementations run, in plugin order. The default plugin relays each row to the
+    decoders its request named in ``ttc.decoding``.
+    """
+
+
+@hookspec(firstresult=True)
+def ttc_accept_token(ctx: "RequestContext", token_id: int, position: int) -> bool | None:
+    """Accept or reject a token an opted-in request has just sampled.
+
+    :param ctx: the request.
+    :param token_id: the sampled token.
+    :param position: its index among the request's output tokens (0 for the first).
+    :return: ``False`` rejects the token: the backend ends the request there with finish reason
+        ``"rejected"`` (the token stays in the output, so the reason is inspectable); ``True``
+        or ``None`` accepts. Stops at the first non-None result.
+
+    Called in the worker before the next step's logits are processed, only for opted-in
+    requests and only when some plugin implements it.
+    """
+
+
+@hookspec
+def ttc_step_boundary(ctx: "RequestContext", branch: "Branch", step: "Step") -> None:
+    """A branch completed a step (text up to the step delimiter, or its end).
+
+    :param ctx: the search request the branch belongs to.
+    :param branch: the branch, already extended by ``step``.
+    :param step: what the branch added in this round and why it stopped.
+
+    Called in the process driving the search, once per branch per round, after scoring inputs
+    are known and before selection. All implementations run. Use it to log, collect traces or
+    stop a search early through the strategy's own state.
+    """
+
+
+@hookspec
+def ttc_request_finished(ctx: "RequestContext", report: "RequestReport") -> None:
+    """An opted-in request (or search) finished.
+
+    :param ctx: the request.
+    :param report: finish reason, output tokens and KV accounting.
+
+    Called in the frontend process (where results are returned) once per request. All
+    implementations run; exceptions propagate to the caller of the request.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. KV management hooks
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def ttc_cache_salt(ctx: "RequestContext") -> str | None:
+    """The prefix-cache isolation key of a request.
+
+    :param ctx: the request, with ``ctx.control`` already resolved.
+    :return: a string; requests with different salts never share cached KV. ``None`` means "no
+        isolation" (the engine's shared cache). The default plugin returns
+        ``ctx.control.key`` for controlled requests and ``None`` otherwise, so plain requests
+        keep sharing with each other. Stops at the first non-None result.
+
+    Called in the frontend before the request is submitted (vLLM ``cache_salt``; SGLang radix
+    namespace).
+    """
+
+
+@hookspec(firstresult=True)
+def ttc_fork_branch(ctx: "RequestContext", parent: "Branch", k: int) -> "list[Branch] | None":
+    """Fork ``k`` children from ``parent`` so that they share its prefix KV.
+
+    :param ctx: the search request.
+    :param parent: the branch to fork from (not finished).
+    :param k: number of children, ``k >= 1``.
+    :return: the ``k`` new branches. Stops at the first non-None result: a backend able to fork a
+        live request in place (copy-on-write of its KV blocks) answers first; the default
+        plugin (``trylast``) forks by prefix: each child is a new branch whose prompt is the
+        parent's tokens, which the engine's prefix cache then shares.
+
+    Called in the process driving the search.
+    """
+
+
+@hookspec
+def ttc_release_branches(ctx: "RequestContext", branches: "Sequence[Branch]") -> None:
+    """Branches were pruned or finished: release what they hold.
+
+    :param ctx: the search request.
+    :param branches: branches that will never be extended again.
+
+    Called in the process driving the search, as soon as the strategy drops them. All
+    implementations run; backends free in-engine state (held requests, pinned blocks).
+    """
+
+
+@hookspec
+def ttc_kv_report(ctx: "RequestContext", stats: "KVStats") -> None:
+    """KV accounting for a request or branch whose engine work just completed.
+
+    :param ctx: the request.
+    :param stats: tokens computed vs reused from cache, blocks held and the peak.
+
+    Called in the frontend after each engine request finishes (one call per branch request
+    during a search). All implementations run.
+    """
+
+
+@hookspec(firstresult=True)
+def ttc_select_evictions(
+    ctx: "RequestContext", branches: "Sequence[Branch]", kv_budget_tokens: int
+) -> "list[str] | None":
+    """Choose live branches to evict when a search holds more KV than its budget.
+
+    :param ctx: the search request.
+    :param branches: the live branches, with their scores and KV stats.
+    :param kv_budget_tokens: the budget (``ttc.search.kv_budget_tokens``) the branches exceed.
+    :return: ids of the branches to evict (they are released and never extended). Stops at the
+        first non-None result; the default plugin evicts the lowest-scored branches until the
+        budget holds, never all of them.
+
+    Called in the process driving the search, before each extension round.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. Hidden-state control hooks
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def ttc_resolve_control(ctx: "RequestContext") -> "ControlSpec | None":
+    """Resolve a request's ``ttc.control`` parameters into a concrete :class:`ControlSpec`.
+
+    :param ctx: the request, ``ctx.params`` validated.
+    :return: the spec (named vectors looked up, defaults filled) or ``None`` for no control.
+        Stops at the first non-None result; the default plugin asks the registered control named
+        in ``ttc.control.name``.
+
+    Called in the frontend, once per request, before the cache salt is computed: the spec travels
+    to the worker with the request, so per-request parameters are fixed before the forward pass.
+    """
+
+
+@hookspec
+def ttc_prepare_controls(plan: "ControlPlan") -> None:
+    """Describe, for one forward pass, what each control slot does at each layer.
+
+    :param plan: the distinct control specs of the batch (``plan.specs``; slot i is
+        ``plan.specs[i]``). Call ``plan.add_vector(layer, slot, vector, scale, mode=...,
+        preserve_norm=...)``.
+
+    Called in the worker before the forward pass, outside any compiled region, only when some
+    scheduled request has a control. All implementations run. The default plugin delegates each
+    slot to its registered control's ``plan`` method. The backend then updates the residual
+    stream in place after each listed layer, token by token, with the request's own control.
+    """

@@ -1,0 +1,1 @@
+"""KV management defaults: cache isolation, prefix forks, eviction under a KV budget."""

@@ -1,0 +1,62 @@
+"""Default plugin: the KV-management hooks every backend can rely on.
+
+- cache salt: a controlled request is isolated by its control's key; plain requests share;
+- fork: by prefix (children re-submit the parent's tokens; the engine's prefix cache shares
+  the full blocks) — backends that fork in place answer first;
+- eviction: drop the lowest-scored branches until the live KV fits the budget.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+from typing import TYPE_CHECKING, Sequence
+
+from .. import hookimpl
+from ..types import Branch, KVStats
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..types import RequestContext
+
+_child_ids = itertools.count()
+
+
+@hookimpl(trylast=True)
+def ttc_cache_salt(ctx: "RequestContext") -> str | None:
+    return ctx.control.key if ctx.control is not None else None
+
+
+@hookimpl(trylast=True)
+def ttc_fork_branch(ctx: "RequestContext", parent: Branch, k: int) -> list[Branch]:
+    if k < 1:
+        raise ValueError(f"fork needs k >= 1, got {k}")
+    if parent.finished:
+        raise ValueError(f"branch {parent.id} is finished ({parent.finish_reason}); it cannot be forked")
+    return [
+        replace(
+            parent,
+            id=f"{parent.id}.{next(_child_ids)}",
+            parent_id=parent.id,
+            steps=list(parent.steps),
+            scores=list(parent.scores),
+            kv=KVStats(),
+            handle=None,
+        )
+        for _ in range(k)
+    ]
+
+
+def branch_score(branch: Branch) -> float:
+    return branch.scores[-1].value if branch.scores else 0.0
+
+
+@hookimpl(trylast=True)
+def ttc_select_evictions(ctx: "RequestContext", branches: Sequence[Branch], kv_budget_tokens: int) -> list[str]:
+    held = sum(len(b.all_token_ids) for b in branches)
+    evict: list[str] = []
+    for b in sorted(branches, key=branch_score):
+        if held <= kv_budget_tokens or len(evict) == len(branches) - 1:
+            break
+        evict.append(b.id)
+        held -= len(b.all_token_ids)
+    return evict

@@ -53,7 +53,7 @@ def test_hook_ttc_register_scorers(pm):
 
 
 def test_hook_ttc_register_controls(pm):
-    assert pm.controls.names() == ["steering"]
+    assert pm.controls.names() == ["steering", "ttc_layer"]
     test_registration_hooks_are_historic(pm, "ttc_register_controls", "controls")
 
 
@@ -165,7 +165,8 @@ def test_hook_ttc_cache_salt(pm):
 def test_hook_ttc_fork_branch(pm):
     parent = Branch("root", None, (1, 2, 3), token_ids=(4,), text="x", scores=[Score(0.5)])
     children = pm.hook.ttc_fork_branch(ctx=_ctx(pm), parent=parent, k=3)
-    assert len(children) == 3 and len({c.id for c in children}) == 3
+    assert [c.id for c in children] == ["root.0", "root.1", "root.2"]  # numbered per parent
+    assert [c.id for c in pm.hook.ttc_fork_branch(ctx=_ctx(pm), parent=parent, k=1)] == ["root.3"]
     for c in children:
         assert c.parent_id == "root" and c.all_token_ids == (1, 2, 3, 4) and c.text == "x"
         assert c.scores == parent.scores and c.scores is not parent.scores

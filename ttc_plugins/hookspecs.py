@@ -256,7 +256,8 @@ def ttc_prepare_controls(plan: "ControlPlan") -> None:
 
     :param plan: the distinct control specs of the batch (``plan.specs``; slot i is
         ``plan.specs[i]``). Call ``plan.add_vector(layer, slot, vector, scale, mode=...,
-        preserve_norm=...)``.
+        preserve_norm=...)`` for steering and ``plan.add_horizon(layer, slot, horizon, scale)``
+        to route the slot's tokens through the layer's TTC adapter.
 
     Called in the worker before the forward pass, outside any compiled region, only when some
     scheduled request has a control. All implementations run. The default plugin delegates each

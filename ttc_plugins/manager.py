@@ -38,9 +38,23 @@ ENTRY_POINT_GROUP = "ttc_plugins"
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "ttc_plugins.controls.relay:ControlRelay",
     "ttc_plugins.controls.steering",
+    "ttc_plugins.controls.ttc_layer",
     "ttc_plugins.decoding.relay:DecoderRelay",
     "ttc_plugins.decoding.builtin",
     "ttc_plugins.kv.defaults",
+    "ttc_plugins.search.best_of_n",
+    "ttc_plugins.search.self_consistency",
+    "ttc_plugins.search.beam",
+    "ttc_plugins.search.dvts",
+    "ttc_plugins.search.rebase",
+    "ttc_plugins.search.ets",
+    "ttc_plugins.search.mcts",
+    "ttc_plugins.search.astar",
+    "ttc_plugins.search.particle_filter",
+    "ttc_plugins.search.first_finish",
+    "ttc_plugins.scoring.verifiers",
+    "ttc_plugins.scoring.step_checker",
+    "ttc_plugins.scoring.self_eval",
 )
 
 log = logging.getLogger("ttc_plugins")

@@ -174,6 +174,7 @@ class Branch:
     scores: list[Score] = field(default_factory=list)
     logprob: float = 0.0
     kv: KVStats = field(default_factory=KVStats)
+    num_children: int = 0
     handle: Any = None
 
     @property
@@ -221,9 +222,10 @@ class ControlPlan:
 
     ``token_slots`` maps each token of the flattened batch to a slot (index into ``specs``) or
     -1 for tokens of requests without a control. Implementations of ``ttc_prepare_controls``
-    describe what each slot does at each layer with :meth:`add_vector`; the backend turns the plan
-    into tensors and applies them in place after each decoder layer (the ``residual_control``
-    kernel), inside compiled graphs too.
+    describe what each slot does at each layer with :meth:`add_vector` (steering) and
+    :meth:`add_horizon` (TTC adapters); the backend turns the plan into tensors and applies them
+    in place after each decoder layer (the ``residual_control`` and ``lqr`` kernels), inside
+    compiled graphs too.
     """
 
     specs: list[ControlSpec]
@@ -231,6 +233,8 @@ class ControlPlan:
     num_layers: int
     # layer -> slot -> (vector, scale, mode, preserve_norm)
     vectors: dict[int, dict[int, tuple[Sequence[float], float, int, bool]]] = field(default_factory=dict)
+    # layer -> slot -> (horizon T, scale): tokens of the slot go through the layer's TTC adapter
+    horizons: dict[int, dict[int, tuple[int, float]]] = field(default_factory=dict)
 
     MODE_ADD = 0
     MODE_PROJECT = 1
@@ -238,12 +242,23 @@ class ControlPlan:
     def add_vector(
         self, layer: int, slot: int, vector: Sequence[float], scale: float, *, mode: int = 0, preserve_norm: bool = False
     ) -> None:
-        if not 0 <= layer < self.num_layers:
-            raise ValueError(f"layer {layer} out of range: the model has {self.num_layers} decoder layers")
-        if not 0 <= slot < len(self.specs):
-            raise ValueError(f"slot {slot} out of range: the plan has {len(self.specs)} control slots")
+        self._check(layer, slot)
         if len(vector) != self.hidden_size:
             raise ValueError(f"vector has {len(vector)} values; the model's hidden size is {self.hidden_size}")
         if mode not in (self.MODE_ADD, self.MODE_PROJECT):
             raise ValueError(f"mode must be {self.MODE_ADD} (add) or {self.MODE_PROJECT} (project), not {mode}")
         self.vectors.setdefault(layer, {})[slot] = (vector, float(scale), mode, bool(preserve_norm))
+
+    def add_horizon(self, layer: int, slot: int, horizon: int, scale: float = 1.0) -> None:
+        """Send the slot's tokens through the TTC adapter at ``layer`` with planning horizon
+        ``horizon`` (0 = off) and add ``scale`` times its output to the residual stream."""
+        self._check(layer, slot)
+        if horizon < 0:
+            raise ValueError(f"horizon must be >= 0, got {horizon}")
+        self.horizons.setdefault(layer, {})[slot] = (int(horizon), float(scale))
+
+    def _check(self, layer: int, slot: int) -> None:
+        if not 0 <= layer < self.num_layers:
+            raise ValueError(f"layer {layer} out of range: the model has {self.num_layers} decoder layers")
+        if not 0 <= slot < len(self.specs):
+            raise ValueError(f"slot {slot} out of range: the plan has {len(self.specs)} control slots")

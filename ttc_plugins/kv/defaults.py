@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import replace
 from typing import TYPE_CHECKING, Sequence
 
@@ -17,9 +16,6 @@ from ..types import Branch, KVStats
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..types import RequestContext
-
-_child_ids = itertools.count()
-
 
 @hookimpl(trylast=True)
 def ttc_cache_salt(ctx: "RequestContext") -> str | None:
@@ -32,17 +28,20 @@ def ttc_fork_branch(ctx: "RequestContext", parent: Branch, k: int) -> list[Branc
         raise ValueError(f"fork needs k >= 1, got {k}")
     if parent.finished:
         raise ValueError(f"branch {parent.id} is finished ({parent.finish_reason}); it cannot be forked")
+    # Children are numbered per parent, so ids are a function of the tree, not of what else runs.
+    first, parent.num_children = parent.num_children, parent.num_children + k
     return [
         replace(
             parent,
-            id=f"{parent.id}.{next(_child_ids)}",
+            id=f"{parent.id}.{first + i}",
             parent_id=parent.id,
+            num_children=0,
             steps=list(parent.steps),
             scores=list(parent.scores),
             kv=KVStats(),
             handle=None,
         )
-        for _ in range(k)
+        for i in range(k)
     ]
 
 

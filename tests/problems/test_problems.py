@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import pytest
+
+from ttc_plugins.problems import PROBLEM_SETS, load_problems
+from ttc_plugins.scoring.step_checker import check_equations
+
+
+@pytest.mark.parametrize("name", sorted(PROBLEM_SETS))
+def test_sets_are_seeded_and_self_consistent(name):
+    a, b, c = load_problems(name, n=50, seed=0), load_problems(name, n=50, seed=0), load_problems(name, n=50, seed=1)
+    assert a == b and a != c and len({p.id for p in a}) == 50
+    assert len({p.question for p in a}) > 45  # varied
+    for p in a:
+        assert p.check("\n".join(p.solution)) and p.check(p.answer)
+        assert not p.check(f"The answer is {int(p.answer) + 1}.") and not p.check("no answer here")
+        for step in p.solution[:-1]:  # every reference step is one checkable, correct calculation
+            eqs = check_equations(step)
+            assert eqs and all(ok for _, ok in eqs), step
+        assert len(p.solution) >= 3 and p.prompt.endswith("Solution:\n") and p.question in p.prompt
+        sp = p.search_prompt()
+        assert sp.reference == p.answer and sp.request_id == p.id
+
+
+def test_arith_has_multi_step_chains_and_modular_answers_are_residues():
+    assert all(len(p.solution) >= 4 for p in load_problems("arith", n=30))
+    for p in load_problems("modular", n=30):
+        assert 0 <= int(p.answer) < p.meta["modulus"]
+
+
+def test_unknown_set_names_the_choices():
+    with pytest.raises(KeyError, match="arith"):
+        load_problems("nope")

@@ -1,0 +1,39 @@
+"""The ttc_layer control: validation, resolution against the server's adapters, planning."""
+
+from __future__ import annotations
+
+import pytest
+
+from ttc_plugins.errors import TTCParamError
+from ttc_plugins.types import ControlPlan, RequestContext
+
+
+def _ctx(pm, control, **extra):
+    return RequestContext("r", params=pm.parse_params({"control": control}), extra=extra)
+
+
+def test_resolve_and_plan(pm):
+    spec = pm.hook.ttc_resolve_control(ctx=_ctx(pm, {"name": "ttc_layer", "layers": [2], "horizon": 16}, ttc_layers=[2]))
+    assert spec.kind == "ttc_layer" and spec.args == {"horizon": 16, "scale": 1.0}
+    plan = ControlPlan(specs=[spec], hidden_size=8, num_layers=4)
+    pm.hook.ttc_prepare_controls(plan=plan)
+    assert plan.horizons == {2: {0: (16, 1.0)}} and plan.vectors == {}
+
+
+def test_layer_without_adapter_is_a_400(pm):
+    with pytest.raises(TTCParamError) as exc:
+        pm.hook.ttc_resolve_control(ctx=_ctx(pm, {"name": "ttc_layer", "layers": [1], "horizon": 4}, ttc_layers=[2]))
+    assert exc.value.field == "ttc.control.layers" and "adapters at: 2" in exc.value.message
+
+
+@pytest.mark.parametrize("horizon", [-1, 5000, "long"])
+def test_bad_horizon(pm, horizon):
+    with pytest.raises(TTCParamError) as exc:
+        pm.parse_params({"control": {"name": "ttc_layer", "layers": [0], "horizon": horizon}})
+    assert exc.value.field == "ttc.control.horizon"
+
+
+def test_plan_rejects_negative_horizon():
+    plan = ControlPlan(specs=[None], hidden_size=4, num_layers=2)
+    with pytest.raises(ValueError, match="horizon must be >= 0"):
+        plan.add_horizon(0, 0, -3)

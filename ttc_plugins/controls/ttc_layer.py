@@ -1,0 +1,65 @@
+"""Default plugin: the TTC-layer control — route a request's tokens through the server's TTC
+adapters with a per-request planning horizon.
+
+Adapters are configured engine-wide (one :class:`~ttc_plugins.ttc_layer.TTCAdapter` file per
+decoder layer); a request opts in with ``{"name": "ttc_layer", "layers": [6], "horizon": 32}``.
+Horizon 0 leaves the request untouched; requests in one batch may use different horizons.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .. import hookimpl
+from ..errors import TTCParamError
+from ..types import ControlPlan, ControlSpec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..types import RequestContext
+
+MAX_HORIZON = 1024
+
+
+class TTCLayerParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    layers: list[int] = Field(min_length=1, max_length=512)
+    horizon: int = Field(ge=0, le=MAX_HORIZON)
+    scale: float = 1.0
+
+    @field_validator("scale")
+    @classmethod
+    def _finite(cls, v: float) -> float:
+        if not math.isfinite(v):
+            raise ValueError("scale must be a finite number")
+        return v
+
+
+class TTCLayer:
+    name = "ttc_layer"
+    Params = TTCLayerParams
+
+    @classmethod
+    def resolve(cls, params: TTCLayerParams, ctx: "RequestContext") -> ControlSpec:
+        # The backend lists the layers that host an adapter; without any, the control is unusable.
+        hosted = ctx.extra.get("ttc_layers")
+        if hosted is not None:
+            missing = sorted(set(params.layers) - set(hosted))
+            if missing:
+                where = ", ".join(map(str, sorted(hosted))) or "none (configure ttc.ttc_layers on the server)"
+                raise TTCParamError("ttc.control.layers", f"no TTC adapter at layer(s) {missing}; adapters at: {where}")
+        return ControlSpec.build(cls.name, params.layers, {"horizon": params.horizon, "scale": params.scale})
+
+    @classmethod
+    def plan(cls, spec: ControlSpec, slot: int, plan: ControlPlan) -> None:
+        args = spec.args
+        for layer in spec.layers:
+            plan.add_horizon(layer, slot, args["horizon"], args["scale"])
+
+
+@hookimpl
+def ttc_register_controls(register):
+    register(TTCLayer)

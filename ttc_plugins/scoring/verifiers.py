@@ -1,0 +1,166 @@
+"""Programmatic outcome verifiers: extract a final answer from a path and check it against the
+problem's reference (integers; math expressions through sympy).
+
+Registered scorers (outcome kind, no engine calls):
+
+- ``integer_answer``: 1.0 when the extracted answer is the reference integer, else 0.0;
+- ``math_answer``: 1.0 when the extracted answer equals the reference as a number or as a
+  sympy expression (``3/4``, ``0.75``, ``\\frac{3}{4}``, ``2*x+x`` vs ``3x``), else 0.0.
+"""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+from typing import Sequence
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .. import hookimpl
+from ..types import Score
+from .base import Scorer, ScoreItem
+
+_BOXED = re.compile(r"\\boxed\s*\{")
+_MARKERS = re.compile(r"(?:####|(?:final\s+)?answer\s*(?:is|:|=)\s*:?)\s*", re.IGNORECASE)
+
+
+def _boxed_contents(text: str) -> str | None:
+    last = None
+    for m in _BOXED.finditer(text):
+        depth, i = 1, m.end()
+        while i < len(text) and depth:
+            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            i += 1
+        if depth == 0:
+            last = text[m.end() : i - 1]
+    return last
+
+
+def extract_answer(text: str) -> str | None:
+    """The final answer stated in ``text``: the last ``\\boxed{...}``, else what follows the
+    last ``####``, ``answer is`` or ``Answer:`` on its line (trailing period and ``$`` removed).
+    ``None`` when the text states no answer yet."""
+    boxed = _boxed_contents(text)
+    if boxed is not None:
+        return boxed.strip() or None
+    matches = list(_MARKERS.finditer(text))
+    if not matches:
+        return None
+    rest = text[matches[-1].end() :].split("\n", 1)[0].strip()
+    rest = re.sub(r"[.\s]+$", "", rest).strip().strip("$").strip()
+    return rest or None
+
+
+def _to_fraction(s: str) -> Fraction | None:
+    t = s.strip().replace(",", "").replace("$", "").replace(" ", "")
+    t = re.sub(r"\\frac\{([^{}]+)\}\{([^{}]+)\}", r"\1/\2", t)
+    if t.endswith("%"):
+        t = t[:-1]
+    try:
+        return Fraction(t)
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def _leading_number(s: str) -> str:
+    """'42 apples' -> '42' (answers often carry a unit)."""
+    m = re.match(r"\s*[-+]?\$?\d[\d,]*(?:\.\d+)?(?:/\d+)?", s)
+    return m.group(0) if m else s
+
+
+def integers_equal(answer: str | None, reference: str | int | None) -> bool:
+    if answer is None or reference is None:
+        return False
+    a, r = _to_fraction(_leading_number(answer)), _to_fraction(str(reference))
+    return a is not None and r is not None and a.denominator == 1 and a == r
+
+
+def _sympify(s: str):
+    import sympy
+    from sympy.parsing.sympy_parser import (
+        convert_xor,
+        implicit_multiplication_application,
+        parse_expr,
+        standard_transformations,
+    )
+
+    t = s.strip().strip("$")
+    t = re.sub(r"\\[dt]?frac\{([^{}]+)\}\{([^{}]+)\}", r"((\1)/(\2))", t)
+    t = re.sub(r"\\sqrt\{([^{}]+)\}", r"sqrt(\1)", t)
+    t = t.replace("\\cdot", "*").replace("\\times", "*").replace("\\pi", "pi").replace("\\left", "").replace("\\right", "")
+    t = t.replace("{", "(").replace("}", ")").replace(",", "")
+    transforms = standard_transformations + (implicit_multiplication_application, convert_xor)
+    return parse_expr(t, transformations=transforms, evaluate=True, local_dict={"pi": sympy.pi, "e": sympy.E})
+
+
+def math_equal(answer: str | None, reference: str | None, *, tol: float = 1e-9) -> bool:
+    """Whether two answers are the same number or the same expression."""
+    if answer is None or reference is None:
+        return False
+    if answer.strip() == str(reference).strip():
+        return True
+    a, r = _to_fraction(_leading_number(answer)), _to_fraction(str(reference))
+    if a is not None and r is not None:
+        return a == r
+    try:
+        import sympy
+
+        ea, er = _sympify(answer), _sympify(str(reference))
+        diff = sympy.simplify(ea - er)
+        if diff == 0:
+            return True
+        if diff.is_number:
+            return abs(complex(diff)) <= tol * max(1.0, abs(complex(er)))
+    except Exception:  # unparsable answer: not equal
+        return False
+    return False
+
+
+class IntegerAnswer(Scorer):
+    """1.0 when the path's final answer is the reference integer."""
+
+    name = "integer_answer"
+    kind = "outcome"
+
+    class Params(BaseModel):
+        model_config = ConfigDict(extra="forbid", frozen=True)
+        missing_score: float = Field(0.0, description="score of a path that states no answer")
+
+    def score(self, items: Sequence[ScoreItem], engine) -> list[Score]:
+        out = []
+        for it in items:
+            ans = extract_answer(it.branch.text)
+            if ans is None:
+                out.append(self._score(self.params.missing_score, answer=None))
+            else:
+                out.append(self._score(1.0 if integers_equal(ans, it.reference) else 0.0, answer=ans))
+        return out
+
+
+class MathAnswer(Scorer):
+    """1.0 when the path's final answer equals the reference (numbers or sympy expressions)."""
+
+    name = "math_answer"
+    kind = "outcome"
+
+    class Params(BaseModel):
+        model_config = ConfigDict(extra="forbid", frozen=True)
+        missing_score: float = 0.0
+        tolerance: float = Field(1e-9, ge=0.0)
+
+    def score(self, items: Sequence[ScoreItem], engine) -> list[Score]:
+        out = []
+        for it in items:
+            ans = extract_answer(it.branch.text)
+            if ans is None:
+                out.append(self._score(self.params.missing_score, answer=None))
+            else:
+                ok = math_equal(ans, it.reference, tol=self.params.tolerance)
+                out.append(self._score(1.0 if ok else 0.0, answer=ans))
+        return out
+
+
+@hookimpl
+def ttc_register_scorers(register) -> None:
+    register(IntegerAnswer)
+    register(MathAnswer)

@@ -1,0 +1,206 @@
+"""Run many searches on one engine, batching every round.
+
+Each search is a strategy generator (see :mod:`ttc_plugins.search.base`). Every round the driver
+collects the operation each live search is waiting on and issues, per kind, one engine call for
+all of them: one ``extend`` with the branches of every search, one ``score`` per distinct scorer,
+one ``embed``. Searches at different stages advance together.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+from ..errors import TTCParamError
+from ..params import NamedParams, TTCParams, _validate
+from ..types import Branch, KVStats, RequestContext, RequestReport
+from .base import EmbedOp, ExtendOp, ScoreOp, SearchState, SearchStrategy, Selection
+from .engine import EngineOps
+from .result import Candidate, SearchResult
+
+__all__ = ["SearchPrompt", "resolve_search", "run_search"]
+
+_request_ids = itertools.count()
+
+
+@dataclass(frozen=True)
+class SearchPrompt:
+    """A prompt with an optional reference answer (for verifier scorers) and request id."""
+
+    text: str
+    reference: str | None = None
+    request_id: str | None = None
+
+
+def resolve_search(pm, raw: Mapping[str, Any] | NamedParams) -> tuple[type[SearchStrategy], Any, Any]:
+    """Validate a ``ttc.search`` object: returns (strategy class, its params, scorer instance or
+    None). Errors are :class:`TTCParamError` naming the field (``ttc.search.width``,
+    ``ttc.search.scorer``, ``ttc.search.scorer_args.template``)."""
+    if isinstance(raw, NamedParams):
+        named = raw
+    else:
+        parsed = pm.parse_params({"search": dict(raw)})
+        named = parsed.search
+    strategy = pm.strategies.get(named.name)
+    params = named.args
+    scorer_name = params.scorer if params.scorer is not None else strategy.default_scorer
+    scorer = None
+    if scorer_name is not None:
+        if scorer_name not in pm.scorers:
+            known = ", ".join(pm.scorers.names()) or "none"
+            raise TTCParamError("ttc.search.scorer", f"unknown scorer {scorer_name!r}; registered: {known}")
+        scorer_cls = pm.scorers.get(scorer_name)
+        scorer_params = _validate("ttc.search.scorer_args", scorer_cls.Params, params.scorer_args)
+        scorer = scorer_cls(scorer_params)
+    elif params.scorer_args:
+        raise TTCParamError("ttc.search.scorer_args", "given but no scorer is selected")
+    return strategy, params, scorer
+
+
+def _path(branch: Branch | None) -> list[str]:
+    return [st.text for st in branch.steps] if branch is not None else []
+
+
+def run_search(
+    engine_ops: EngineOps,
+    prompts: Sequence[str | SearchPrompt],
+    params: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+    *,
+    pm=None,
+) -> list[SearchResult]:
+    """Search every prompt concurrently on ``engine_ops``; one :class:`SearchResult` per prompt.
+
+    :param params: the ``ttc.search`` object (``{"strategy": "beam", "width": 4, ...}``) for all
+        prompts, or one such object per prompt (searches of different strategies share rounds).
+    :param pm: the plugin manager (default: the process-wide one).
+    :raises TTCParamError: on invalid parameters, before any engine call.
+    """
+    if pm is None:
+        from ..manager import get_plugin_manager
+
+        pm = get_plugin_manager()
+    items = [p if isinstance(p, SearchPrompt) else SearchPrompt(text=p) for p in prompts]
+    if isinstance(params, Mapping):
+        per_prompt = [params] * len(items)
+    else:
+        per_prompt = list(params)
+        if len(per_prompt) != len(items):
+            raise TTCParamError("ttc.search", f"{len(per_prompt)} parameter objects for {len(items)} prompts")
+    resolved = [resolve_search(pm, p) for p in per_prompt]
+
+    searches: list[dict[str, Any]] = []
+    for item, raw, (strategy_cls, sp, scorer) in zip(items, per_prompt, resolved):
+        rid = item.request_id or f"search-{next(_request_ids)}"
+        prompt_ids = tuple(engine_ops.encode(item.text))
+        named = NamedParams(name=strategy_cls.name, args=sp)
+        ctx = RequestContext(request_id=rid, params=TTCParams(search=named), prompt_token_ids=prompt_ids,
+                             engine=getattr(engine_ops, "name", ""))
+        root = Branch(id=rid, parent_id=None, prompt_token_ids=prompt_ids)
+        state = SearchState(pm=pm, ctx=ctx, params=sp, root=root, prompt=item.text, reference=item.reference,
+                            scorer=scorer)
+        strategy = strategy_cls(sp)
+        searches.append({"state": state, "strategy": strategy, "gen": strategy.run(state), "op": None,
+                         "selection": None, "t0": time.perf_counter(), "wall": 0.0})
+
+    def advance(s: dict[str, Any], value: Any) -> None:
+        try:
+            s["op"] = s["gen"].send(value)
+        except StopIteration as stop:
+            s["op"] = None
+            s["selection"] = stop.value if stop.value is not None else Selection(chosen=None)
+            s["wall"] = time.perf_counter() - s["t0"]
+
+    for s in searches:
+        advance(s, None)
+
+    while True:
+        pending = [s for s in searches if s["op"] is not None]
+        if not pending:
+            break
+        results: dict[int, Any] = {}
+        extends = [s for s in pending if isinstance(s["op"], ExtendOp)]
+        if extends:
+            reqs = [r for s in extends for r in s["op"].requests]
+            out = engine_ops.extend(reqs)
+            if len(out) != len(reqs):
+                raise RuntimeError(f"engine extend returned {len(out)} results for {len(reqs)} requests")
+            i = 0
+            for s in extends:
+                n = len(s["op"].requests)
+                results[id(s)] = out[i : i + n]
+                i += n
+        scores = [s for s in pending if isinstance(s["op"], ScoreOp)]
+        groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for s in scores:
+            groups[s["state"].scorer.batch_key()].append(s)
+        for group in groups.values():
+            from ..scoring.base import ScoreItem
+
+            scorer = group[0]["state"].scorer
+            batch = [ScoreItem(prompt=s["state"].prompt, branch=b, reference=s["state"].reference)
+                     for s in group for b in s["op"].branches]
+            out = scorer.score(batch, engine_ops)
+            i = 0
+            for s in group:
+                n = len(s["op"].branches)
+                results[id(s)] = out[i : i + n]
+                i += n
+        embeds = [s for s in pending if isinstance(s["op"], EmbedOp)]
+        if embeds:
+            texts = [t for s in embeds for t in s["op"].texts]
+            out = engine_ops.embed(texts)
+            i = 0
+            for s in embeds:
+                n = len(s["op"].texts)
+                results[id(s)] = out[i : i + n]
+                i += n
+        for s in pending:
+            if id(s) not in results:
+                raise TypeError(f"strategy {s['strategy'].name!r} yielded {s['op']!r}, not an engine operation")
+            advance(s, results[id(s)])
+
+    engine_kv = engine_ops.kv_stats()
+    out_results: list[SearchResult] = []
+    for s in searches:
+        state: SearchState = s["state"]
+        state.release(state.live())  # whatever the strategy still held
+        state.counters.engine_peak_kv_blocks = engine_kv.peak_blocks
+        result = _build_result(s["strategy"], state, s["selection"], s["wall"])
+        report = RequestReport(
+            request_id=state.ctx.request_id,
+            finish_reason="search_done" if result.chosen_branch_id is not None else "no_result",
+            output_token_ids=tuple(state.created[result.chosen_branch_id].token_ids) if result.chosen_branch_id in state.created else (),
+            kv=KVStats(tokens_computed=state.counters.tokens_computed, tokens_reused=state.counters.tokens_reused,
+                       peak_blocks=engine_kv.peak_blocks),
+            extra={"search": result.to_json()},
+        )
+        pm.hook.ttc_request_finished(ctx=state.ctx, report=report)
+        out_results.append(result)
+    return out_results
+
+
+def _build_result(strategy: SearchStrategy, state: SearchState, sel: Selection, wall: float) -> SearchResult:
+    chosen = sel.chosen
+    answer = sel.answer if sel.answer is not None else (state.answer(chosen) if chosen is not None else None)
+    candidates = [
+        Candidate(branch_id=b.id, text=b.text, answer=state.answer(b),
+                  score=state.path_score(b) if b.scores else None, finished=b.finished, finish_reason=b.finish_reason)
+        for b in sel.candidates
+    ]
+    return SearchResult(
+        request_id=state.ctx.request_id,
+        strategy=strategy.name,
+        answer=answer,
+        text=chosen.text if chosen is not None else "",
+        chosen_branch_id=chosen.id if chosen is not None else None,
+        chosen_path=_path(chosen),
+        scores=[sc.value for sc in chosen.scores] if chosen is not None else [],
+        path_score=state.path_score(chosen) if chosen is not None and chosen.scores else None,
+        candidates=candidates,
+        counters=state.counters,
+        wall_time_s=wall,
+        info=dict(sel.info),
+    )

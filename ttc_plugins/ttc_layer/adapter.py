@@ -1,0 +1,110 @@
+"""The TTC layer as an adapter on a pretrained model's residual stream.
+
+Per token, a linear map of the hidden state parameterises a finite-horizon LQR problem per head
+(initial latent state h0, diagonal dynamics with discount, control cost R, stage cost Q shared
+across heads with per-head discounts, terminal cost Q_f); the layer solves for the first optimal
+control u0 (the ``lqr`` kernel), rescales it to |h0| and projects it back to the model width.
+The planning horizon T is per token, so requests in one batch can plan over different horizons,
+and T = 0 returns exactly zero: the adapter is off for that token.
+
+Weights travel as one safetensors file (tensors + the config as JSON metadata): no pickles.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+_META_KEY = "ttc_adapter_config"
+
+
+@dataclass(frozen=True)
+class TTCAdapterConfig:
+    hidden_size: int
+    heads: int = 8
+    state_dim: int = 16
+    control_dim: int = 16
+    b_rank: int = 16
+    q_rank: int = 16
+
+    @property
+    def per_head(self) -> int:
+        # h0, a, log_gamma_q (D each); r_inv, log_gamma_b (DU each); Qf mixture (q_rank); log_gamma_a (1)
+        return 3 * self.state_dim + 2 * self.control_dim + self.q_rank + 1
+
+    @property
+    def in_features(self) -> int:
+        return self.heads * self.per_head + self.b_rank + self.q_rank
+
+
+def _l2norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(eps)
+
+
+class TTCAdapter(nn.Module):
+    """``delta = adapter(hidden[N, hidden_size], horizon[N])``; add ``scale * delta`` to the stream."""
+
+    def __init__(self, config: TTCAdapterConfig):
+        super().__init__()
+        self.config = c = config
+        self.in_proj = nn.Linear(c.hidden_size, c.in_features)
+        self.B_bases = nn.Parameter(torch.randn(c.b_rank, c.state_dim, c.control_dim) / math.sqrt(c.state_dim))
+        self.Q_bases = nn.Parameter(torch.randn(c.q_rank, c.state_dim, c.state_dim) / math.sqrt(c.state_dim))
+        self.out_proj = nn.Linear(c.heads * c.control_dim, c.hidden_size)
+
+    def problem(self, x: torch.Tensor, horizon: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The LQR problem each token poses (the ``lqr`` op's keyword arguments), in float32."""
+        c = self.config
+        N, H, D, DU = x.shape[0], c.heads, c.state_dim, c.control_dim
+        z = self.in_proj(x.float())
+        per_head, shared = z[:, : H * c.per_head].view(N, H, c.per_head), z[:, H * c.per_head :]
+        h0, a, lgq, r_inv, lgb, qf_mix, lga = per_head.split([D, D, D, DU, DU, c.q_rank, 1], dim=-1)
+        b_mix, q_mix = shared.split([c.b_rank, c.q_rank], dim=-1)
+        psd = self.Q_bases @ self.Q_bases.transpose(-1, -2) / math.sqrt(D)  # [q_rank, D, D], PSD
+        return {
+            "h0": h0,
+            "a": _l2norm(a),
+            "r_inv": _l2norm(F.softplus(r_inv)).clamp_min(1e-6),
+            "log_gamma_a": -F.softplus(lga.squeeze(-1)),
+            "log_gamma_b": -F.softplus(lgb),
+            "log_gamma_q": -F.softplus(lgq),
+            "B": torch.einsum("nr,rde->nde", _l2norm(F.softplus(b_mix)), self.B_bases),
+            "Q": torch.einsum("nr,rde->nde", _l2norm(F.softplus(q_mix)), psd),
+            "Qf": torch.einsum("nhr,rde->nhde", _l2norm(F.softplus(qf_mix)), psd),
+            "T": horizon,
+        }
+
+    def forward(self, x: torch.Tensor, horizon: torch.Tensor) -> torch.Tensor:
+        from ttc_plugins.kernels import lqr
+
+        p = self.problem(x, horizon)
+        u0 = lqr(**p)[0]  # [N, H, DU]; zero where T = 0 or the solve was flagged
+        u0 = _l2norm(u0) * p["h0"].norm(dim=-1, keepdim=True)
+        delta = self.out_proj(u0.flatten(1))
+        return torch.where((horizon > 0)[:, None], delta, torch.zeros_like(delta)).to(x.dtype)
+
+    # -- files ---------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        from safetensors.torch import save_file
+
+        tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        save_file(tensors, str(path), metadata={_META_KEY: json.dumps(asdict(self.config))})
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "TTCAdapter":
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt", device=str(device)) as f:
+            meta = (f.metadata() or {}).get(_META_KEY)
+            if meta is None:
+                raise ValueError(f"{path} is not a TTC adapter file (no {_META_KEY!r} metadata)")
+            adapter = cls(TTCAdapterConfig(**json.loads(meta)))
+            state = {k: f.get_tensor(k) for k in f.keys()}
+        adapter.load_state_dict(state)
+        return adapter.to(device)

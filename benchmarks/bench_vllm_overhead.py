@@ -1,0 +1,135 @@
+"""Overhead of ttc-plugins on vLLM when installed but unused (not a test).
+
+Each engine runs in a fresh child process the way a user starts one (``vllm.LLM``, multiprocess,
+eager), alternating two modes in one run so drift on a shared machine hits both equally:
+
+- ``off``: ``VLLM_PLUGINS=""`` -- the general plugin never runs, vLLM's own model class is used and
+  the logits processor (loaded by vLLM regardless of ``VLLM_PLUGINS``) stays inert; this is the
+  "not installed" baseline;
+- ``on``: the plugin installed and registered (TTC model class, both frontend patches, logits
+  processor) but no ``additional_config.ttc`` and no request with ``ttc``.
+
+Workload per measurement: ``--prompts`` prompts of 32 random tokens, ``--max-tokens`` greedy tokens
+each (ignore_eos), one ``generate`` call; median over ``--repeats`` after one warm-up.
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_vllm_overhead.py --model tiny --rounds 3
+    OMP_NUM_THREADS=1 python benchmarks/bench_vllm_overhead.py --model smollm2 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _model_path(name: str) -> str:
+    if name == "tiny":
+        sys.path.insert(0, str(ROOT))
+        from integration.common.tiny import tiny_model_dir
+
+        return str(tiny_model_dir())
+    if name == "smollm2":
+        from ttc_plugins.model.default import default_model_path
+
+        return str(default_model_path(progress=False))
+    return name
+
+
+def child(args: argparse.Namespace) -> None:
+    import random
+
+    from vllm import LLM, SamplingParams
+
+    kwargs = dict(model=args.model_path, enforce_eager=True, max_model_len=1024, seed=0,
+                  kv_cache_memory_bytes=512 * 2**20, enable_prefix_caching=False)
+    if args.mode == "on":
+        eps = __import__("importlib.metadata").metadata.entry_points(group="vllm.logits_processors")
+        if not any(ep.value.startswith("ttc_plugins.vllm_backend") for ep in eps):
+            kwargs["logits_processors"] = ["ttc_plugins.vllm_backend.logits:TTCLogitsProcessor"]
+    llm = LLM(**kwargs)
+    rng = random.Random(0)
+    vocab = llm.get_tokenizer().vocab_size
+    prompts = [{"prompt_token_ids": [rng.randrange(10, vocab - 10) for _ in range(32)]} for _ in range(args.prompts)]
+    sp = SamplingParams(max_tokens=args.max_tokens, temperature=0.0, ignore_eos=True)
+    llm.generate(prompts, sp, use_tqdm=False)  # warm-up
+    times = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        outs = llm.generate(prompts, sp, use_tqdm=False)
+        times.append(time.perf_counter() - t0)
+        assert sum(len(o.outputs[0].token_ids) for o in outs) == args.prompts * args.max_tokens
+    registered = __import__("ttc_plugins.vllm_backend", fromlist=["is_registered"]).is_registered()
+    Path(args.out).write_text(json.dumps({"mode": args.mode, "times": times, "registered": registered}))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="tiny", help="tiny | smollm2 | a model directory")
+    ap.add_argument("--rounds", type=int, default=3, help="off/on engine pairs")
+    ap.add_argument("--prompts", type=int, default=32)
+    ap.add_argument("--max-tokens", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--results", type=Path, default=None, help="write a markdown report here")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--mode", choices=["off", "on"], help=argparse.SUPPRESS)
+    ap.add_argument("--model-path", help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        return child(args)
+
+    model_path = _model_path(args.model)
+    tokens = args.prompts * args.max_tokens
+    per_mode: dict[str, list[float]] = {"off": [], "on": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.rounds):
+            for mode in ("off", "on") if r % 2 == 0 else ("on", "off"):
+                out = Path(tmp) / f"{mode}-{r}.json"
+                env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+                if mode == "off":
+                    env["VLLM_PLUGINS"] = ""
+                cmd = [sys.executable, __file__, "--child", "--mode", mode, "--model-path", model_path, "--out", str(out),
+                       "--prompts", str(args.prompts), "--max-tokens", str(args.max_tokens),
+                       "--repeats", str(args.repeats)]
+                subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                res = json.loads(out.read_text())
+                assert res["registered"] == (mode == "on"), res
+                per_mode[mode].append(statistics.median(res["times"]))
+                print(f"round {r} {mode}: median {per_mode[mode][-1]:.3f}s -> {tokens / per_mode[mode][-1]:.0f} tok/s",
+                      flush=True)
+    off, on = statistics.median(per_mode["off"]), statistics.median(per_mode["on"])
+    ratio = off / on  # throughput(on) / throughput(off)
+    summary = (f"{args.model}: off {tokens / off:.0f} tok/s, on (installed, unused) {tokens / on:.0f} tok/s, "
+               f"ratio {ratio:.3f}")
+    print(summary)
+    if args.results:
+        import vllm
+
+        cmd = f"OMP_NUM_THREADS=1 python benchmarks/bench_vllm_overhead.py --model {args.model} --rounds {args.rounds}"
+        lines = [
+            f"# vLLM overhead of ttc-plugins installed but unused ({args.model})", "",
+            f"Command: `{cmd} --results {args.results}`", "",
+            f"- machine: {platform.node()} / {platform.machine()} / {os.cpu_count()} CPUs (shared), {platform.platform()}",
+            f"- vLLM {vllm.__version__}, eager, multiprocess, prefix caching off, float dtype from the model",
+            f"- workload: {args.prompts} prompts x 32 tokens, {args.max_tokens} greedy tokens each; median of "
+            f"{args.repeats} after a warm-up, per engine; {args.rounds} engines per mode, alternating", "",
+            "| mode | per-engine medians (s) | median | tok/s |", "|---|---|---|---|",
+            f"| off (`VLLM_PLUGINS=\"\"`) | {', '.join(f'{t:.3f}' for t in per_mode['off'])} | {off:.3f} | {tokens / off:.0f} |",
+            f"| on (installed, unused) | {', '.join(f'{t:.3f}' for t in per_mode['on'])} | {on:.3f} | {tokens / on:.0f} |",
+            "", f"**Throughput ratio on/off: {ratio:.3f}** (target >= 0.98)", "",
+        ]
+        args.results.write_text("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

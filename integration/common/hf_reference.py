@@ -1,0 +1,116 @@
+"""Engine-independent reference: HF transformers on the same weights, float32, greedy, with the
+same ``ttc`` request semantics applied independently of any engine code path.
+
+- ``control`` (steering): a forward hook on each listed decoder layer rewrites the layer's output
+  (the residual stream) with the math of ``ttc_plugins/controls/steering.py``, written out here
+  again on purpose (add: h + s·v; project: h − (h·v̂)v̂ + s·v̂; preserve_norm: rescale to the
+  pre-steering norm), so a bug in the engine path or the kernel cannot hide in the reference.
+- ``decoding``: the registered decoders (force_token, ban_tokens) edit the logits before argmax.
+
+Logprobs are those of the chosen token under the raw (unprocessed) logits, which is what vLLM
+(``logprobs_mode=raw_logprobs``) and SGLang return.
+
+Interface (what every engine's suite uses)::
+
+    ref = HFReference(model_dir)
+    ref.generate(prompts: list[list[int]], ttcs: list[dict | None], max_tokens: int,
+                 vectors: dict[str, str] | None = None) -> list[tuple[list[int], list[float]]]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+
+Result = tuple[list[int], list[float]]
+
+
+def _steer(h: torch.Tensor, v: torch.Tensor, scale: float, mode: str, preserve_norm: bool) -> torch.Tensor:
+    h32 = h.float()
+    v32 = v.to(h32)
+    if mode == "add":
+        out = h32 + scale * v32
+    elif mode == "project":
+        unit = v32 / v32.norm()
+        out = h32 - (h32 @ unit).unsqueeze(-1) * unit + scale * unit
+    else:
+        raise ValueError(f"unknown steering mode {mode!r}")
+    if preserve_norm:
+        out = out * (h32.norm(dim=-1, keepdim=True) / out.norm(dim=-1, keepdim=True))
+    return out.to(h.dtype)
+
+
+class HFReference:
+    def __init__(self, model_dir: str | Path, dtype: torch.dtype = torch.float32):
+        from transformers import AutoModelForCausalLM
+
+        self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), torch_dtype=dtype).eval()
+        self.layers = self.model.model.layers
+
+    def _vector(self, spec: Any, vectors: Mapping[str, str] | None) -> torch.Tensor:
+        if isinstance(spec, str):
+            from ttc_plugins.controls.vectors import VectorLibrary
+
+            return torch.tensor(VectorLibrary(vectors or {}).get(spec), dtype=torch.float32)
+        return torch.tensor(spec, dtype=torch.float32)
+
+    def _hooks(self, control: Mapping[str, Any] | None, vectors: Mapping[str, str] | None) -> list:
+        if not control:
+            return []
+        if control.get("name") != "steering":
+            raise NotImplementedError(f"reference knows only the steering control, not {control.get('name')!r}")
+        v = self._vector(control["vector"], vectors)
+        scale = float(control.get("scale", 1.0))
+        mode = control.get("mode", "add")
+        preserve = bool(control.get("preserve_norm", False))
+
+        def hook(module, args, output):
+            if isinstance(output, tuple):
+                return (_steer(output[0], v, scale, mode, preserve), *output[1:])
+            return _steer(output, v, scale, mode, preserve)
+
+        return [self.layers[i].register_forward_hook(hook) for i in sorted(set(control["layers"]))]
+
+    def _decode(self, logits: torch.Tensor, ttc: Mapping[str, Any] | None, out_ids: list[int]) -> None:
+        if not ttc or not ttc.get("decoding"):
+            return
+        from ttc_plugins.manager import get_plugin_manager
+        from ttc_plugins.types import LogitsBatch, LogitsRow, RequestContext
+
+        pm = get_plugin_manager()
+        params = pm.parse_params({"decoding": ttc["decoding"]})
+        ctx = RequestContext(request_id="ref", params=params, engine="reference")
+        for named in params.decoding:
+            pm.decoders.get(named.name).apply(logits, [LogitsRow(0, ctx, out_ids)], [named.args])
+
+    @torch.no_grad()
+    def generate_one(self, prompt: Sequence[int], ttc: Mapping[str, Any] | None, max_tokens: int,
+                     vectors: Mapping[str, str] | None = None) -> Result:
+        handles = self._hooks((ttc or {}).get("control"), vectors)
+        try:
+            ids = torch.tensor([list(prompt)])
+            out = self.model(input_ids=ids, use_cache=True)
+            past = out.past_key_values
+            logits = out.logits[:, -1, :].float()
+            tokens: list[int] = []
+            logprobs: list[float] = []
+            for _ in range(max_tokens):
+                raw = torch.log_softmax(logits, dim=-1)
+                processed = logits.clone()
+                self._decode(processed, ttc, tokens)
+                tok = int(processed[0].argmax())
+                tokens.append(tok)
+                logprobs.append(float(raw[0, tok]))
+                out = self.model(input_ids=torch.tensor([[tok]]), past_key_values=past, use_cache=True)
+                past = out.past_key_values
+                logits = out.logits[:, -1, :].float()
+            return tokens, logprobs
+        finally:
+            for h in handles:
+                h.remove()
+
+    def generate(self, prompts: Sequence[Sequence[int]], ttcs: Sequence[Mapping[str, Any] | None], max_tokens: int,
+                 vectors: Mapping[str, str] | None = None) -> list[Result]:
+        return [self.generate_one(p, t, max_tokens, vectors) for p, t in zip(prompts, ttcs)]

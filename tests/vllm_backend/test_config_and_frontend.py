@@ -1,0 +1,125 @@
+"""Engine-free parts of the vLLM backend: engine-config validation, request preparation (control
+resolution, cache salt), KV accounting. No vLLM needed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ttc_plugins.errors import TTCParamError
+from ttc_plugins.vllm_backend.config import EngineConfig, TTCConfigError, parse_engine_config
+from ttc_plugins.vllm_backend.frontend import (
+    RESOLVED_KEY,
+    SALT_PREFIX,
+    FrontendState,
+    combine_salt,
+    kv_stats,
+    parse_request_params,
+)
+
+H = 8
+
+
+def steer(**kw):
+    return {"control": {"name": "steering", "layers": [1], "vector": [1.0] * H, "scale": 2.0, **kw}}
+
+
+def test_no_ttc_section_means_plugin_off():
+    assert parse_engine_config(None) is None
+    assert parse_engine_config({"other": 1}) is None
+    assert parse_engine_config({"ttc": {}}) == EngineConfig()
+    assert parse_engine_config({"ttc": None}) == EngineConfig()
+
+
+@pytest.mark.parametrize(
+    "raw, key",
+    [
+        ({"vectorz": {}}, "additional_config.ttc.vectorz"),
+        ({"controls": "maybe"}, "additional_config.ttc.controls"),
+        ({"plan_cache_size": 0}, "additional_config.ttc.plan_cache_size"),
+        ({"vectors": {"a": 3}}, "additional_config.ttc.vectors.a"),
+        ([1, 2], "additional_config.ttc"),
+    ],
+)
+def test_bad_engine_config_names_the_key(raw, key):
+    with pytest.raises(TTCConfigError) as info:
+        parse_engine_config({"ttc": raw})
+    assert info.value.key == key and str(info.value).startswith(key)
+
+
+def test_unknown_key_lists_allowed_keys():
+    with pytest.raises(TTCConfigError, match="allowed: controls, plan_cache_size, vectors"):
+        parse_engine_config({"ttc": {"nope": 1}})
+
+
+def test_named_vectors_checked_at_start(tmp_path):
+    good = tmp_path / "v.json"
+    good.write_text(json.dumps([0.5] * H))
+    assert parse_engine_config({"ttc": {"vectors": {"v": str(good)}}}, hidden_size=H).vectors == {"v": str(good)}
+    with pytest.raises(TTCConfigError, match=r"vectors\.v: has 8 values; the model's hidden size is 16"):
+        parse_engine_config({"ttc": {"vectors": {"v": str(good)}}}, hidden_size=16)
+    with pytest.raises(TTCConfigError, match=r"vectors\.w: .*does not exist"):
+        parse_engine_config({"ttc": {"vectors": {"w": str(tmp_path / 'missing.npy')}}})
+
+
+def _state(config=EngineConfig(), supported=True):
+    return FrontendState(config=config, hidden_size=H, num_layers=4, architecture="LlamaForCausalLM",
+                         controls_supported=supported, block_size=128)
+
+
+def test_prepare_resolves_control_and_salts_by_config():
+    entries, salt = _state().prepare(steer(), "r1", [1, 2, 3])
+    assert entries["ttc"] == parse_request_params(steer()).to_json()
+    spec = entries[RESOLVED_KEY]
+    assert spec["kind"] == "steering" and spec["layers"] == [1] and spec["params"]["scale"] == 2.0
+    assert salt.startswith(SALT_PREFIX)
+    _, same = _state().prepare(json.dumps(steer()), "r2", [9])  # JSON-string form (vllm_xargs)
+    _, other = _state().prepare(steer(scale=3.0), "r3", [1, 2, 3])
+    assert same == salt and other != salt
+
+
+def test_prepare_without_control_does_not_isolate():
+    entries, salt = _state().prepare({"decoding": [{"name": "force_token", "token_id": 3}]}, "r", [1])
+    assert salt is None and RESOLVED_KEY not in entries
+    assert _state().prepare({}, "r", [1])[1] is None
+
+
+@pytest.mark.parametrize(
+    "ttc, field",
+    [
+        (steer(scale="x"), "ttc.control.scale"),
+        (steer(layers=[4]), "ttc.control.layers"),
+        ({"control": {"name": "steering", "layers": [0], "vector": [1.0] * 3}}, "ttc.control.vector"),
+        ({"control": {"name": "steering", "layers": [0], "vector": "nope"}}, "ttc.control.vector"),
+        ("{not json", "ttc"),
+        ({"bogus": 1}, "ttc.bogus"),
+    ],
+)
+def test_prepare_errors_name_the_field(ttc, field):
+    with pytest.raises(TTCParamError) as info:
+        _state().prepare(ttc, "r", [1])
+    assert info.value.field == field
+
+
+def test_control_refused_when_engine_has_no_ttc_section_or_arch_unsupported():
+    with pytest.raises(TTCParamError, match="hidden-state control is off"):
+        _state(config=None).prepare(steer(), "r", [1])
+    with pytest.raises(TTCParamError, match="does not support controls"):
+        _state(supported=False).prepare(steer(), "r", [1])
+    # decoding-only requests still work on such engines
+    assert _state(config=None).prepare({"decoding": [{"name": "ban_tokens", "token_ids": [1]}]}, "r", [1])[1] is None
+
+
+def test_combine_salt_keeps_client_salt():
+    assert combine_salt(None, None) is None
+    assert combine_salt("user", None) == "user"
+    assert combine_salt(None, "ttc:ab") == "ttc:ab"
+    assert combine_salt("user", "ttc:ab") == "user|ttc:ab"
+
+
+def test_kv_stats():
+    s = kv_stats(prompt_len=460, num_cached_tokens=384, num_output_tokens=4, block_size=128)
+    assert (s.tokens_reused, s.tokens_computed, s.blocks_held) == (384, 80, 4)
+    s = kv_stats(prompt_len=10, num_cached_tokens=50, num_output_tokens=0, block_size=None)
+    assert (s.tokens_reused, s.tokens_computed, s.blocks_held) == (10, 0, 0)

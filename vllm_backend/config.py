@@ -1,0 +1,84 @@
+"""Engine-wide settings: the ``ttc`` section of vLLM's ``additional_config``.
+
+    --additional-config '{"ttc": {"vectors": {"honest": "/srv/vectors/honest.npy"}}}'
+    LLM(..., additional_config={"ttc": {}})
+
+The presence of the ``ttc`` key switches the hidden-state hook point on (the decoder layers of the
+model get the per-token control op); without it the plugin only relays decoding hooks. Unknown keys
+and bad values stop the engine at start, with a message naming the key.
+
+Engine-free: this module imports neither vllm nor torch, so it is unit-tested in the core env.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ttc_plugins.controls.vectors import VectorLibrary
+from ttc_plugins.errors import TTCError
+
+ROOT = "additional_config.ttc"
+
+
+class TTCConfigError(TTCError, ValueError):
+    """The engine-wide ``ttc`` settings are invalid. ``key`` is the dotted path of the culprit."""
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        self.message = message
+        super().__init__(f"{key}: {message}")
+
+
+class EngineConfig(BaseModel):
+    """Validated ``additional_config["ttc"]``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Named steering vectors (name -> .json/.npy/.safetensors file) that requests may name.
+    vectors: dict[str, str] = Field(default_factory=dict)
+    #: Install the per-token residual-stream control op in every decoder layer.
+    controls: bool = True
+    #: Distinct control plans cached per worker (a plan is the tensors of one set of specs).
+    plan_cache_size: int = Field(default=64, ge=1, le=4096)
+
+    def vector_library(self) -> VectorLibrary:
+        return VectorLibrary(self.vectors)
+
+
+def parse_engine_config(additional_config: Mapping[str, Any] | None, *, hidden_size: int | None = None) -> EngineConfig | None:
+    """Validate the ``ttc`` section; ``None`` when the engine was not started with one.
+
+    :param hidden_size: when known, every named vector is loaded and its length checked now, so a
+        bad file stops the engine at start instead of failing the first request that names it.
+    :raises TTCConfigError: naming the key, e.g. ``additional_config.ttc.vectorz``.
+    """
+    if not additional_config or "ttc" not in additional_config:
+        return None
+    raw = additional_config["ttc"]
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise TTCConfigError(ROOT, f"must be a JSON object, got {type(raw).__name__}")
+    try:
+        cfg = EngineConfig.model_validate(dict(raw))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err.get("loc", ()))
+        msg = err.get("msg", "invalid value")
+        if err.get("type") == "extra_forbidden":
+            allowed = ", ".join(sorted(EngineConfig.model_fields))
+            msg = f"unknown key; allowed: {allowed}"
+        raise TTCConfigError(f"{ROOT}.{loc}" if loc else ROOT, msg) from None
+    library = cfg.vector_library()
+    for name in library.names():
+        try:
+            vector = library.get(name)
+        except ValueError as exc:
+            raise TTCConfigError(f"{ROOT}.vectors.{name}", str(exc)) from None
+        if hidden_size is not None and len(vector) != hidden_size:
+            raise TTCConfigError(
+                f"{ROOT}.vectors.{name}", f"has {len(vector)} values; the model's hidden size is {hidden_size}"
+            )
+    return cfg

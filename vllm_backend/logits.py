@@ -1,0 +1,90 @@
+"""The TTC logits processor: relays the decoding hooks for requests that opted in.
+
+Loaded in the worker (entry point ``vllm.logits_processors``, or ``logits_processors=``). It
+tracks the persistent batch through vLLM's ``BatchUpdate`` stream, so it also keeps the engine's
+:class:`~.control_state.ControlState` current for the residual-control op.
+
+Requests without a ``ttc`` section are never touched: ``apply`` returns the logits unchanged when no
+row opted in, and otherwise edits only opted-in rows (through ``ttc_process_logits``). When the
+``ttc`` general plugin was filtered out (``VLLM_PLUGINS``), the processor stays inert: vLLM loads
+logits processors regardless of that allow-list.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from vllm.sampling_params import SamplingParams
+from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor, process_dict_updates
+
+from ttc_plugins.types import ControlSpec, LogitsBatch, LogitsRow, RequestContext
+
+from . import control_state, is_registered
+
+
+class TTCLogitsProcessor(LogitsProcessor):
+    @classmethod
+    def validate_params(cls, sampling_params: SamplingParams) -> None:
+        """Frontend check of the request's ``ttc`` section (a ``ValueError`` becomes HTTP 400).
+        Control resolution and the cache salt happen right after, in the input-processor patch."""
+        if not is_registered():
+            return
+        extra = sampling_params.extra_args
+        if not extra or extra.get("ttc") is None:
+            return
+        from .frontend import parse_request_params
+
+        parse_request_params(extra["ttc"])
+
+    def __init__(self, vllm_config: Any, device: torch.device, is_pin_memory: bool):
+        self.enabled = is_registered()
+        self.state = control_state.state_for(vllm_config)
+        self.primary = self.enabled and self.state.claim(self)
+        self.decoding_rows: dict[int, control_state.RowState] = {}
+        self._pm = None
+
+    def is_argmax_invariant(self) -> bool:
+        # Decoders (force_token, ban_tokens) change the argmax of the rows that name them.
+        return False
+
+    def _new_row(self, params: SamplingParams, prompt_ids: list[int] | None, output_ids: list[int]):
+        extra = params.extra_args
+        if not extra or extra.get("ttc") is None:
+            return None
+        if self._pm is None:
+            from ttc_plugins.manager import get_plugin_manager
+
+            self._pm = get_plugin_manager()
+        ttc = self._pm.parse_params(extra["ttc"])  # the frontend's canonical JSON: never fails here
+        resolved = extra.get(control_state.RESOLVED_KEY)
+        control = ControlSpec.from_json(resolved) if resolved else None
+        ctx = RequestContext(
+            request_id=str(extra.get("_ttc_request_id", "")),
+            params=ttc,
+            prompt_token_ids=tuple(prompt_ids or ()),
+            control=control,
+            engine="vllm",
+        )
+        return control_state.RowState(ctx=ctx, output_token_ids=output_ids, has_decoding=bool(ttc and ttc.decoding))
+
+    def update_state(self, batch_update: BatchUpdate | None) -> None:
+        if not self.primary or not batch_update:
+            return
+        rows = self.state.rows
+        if process_dict_updates(rows, batch_update, self._new_row):
+            self.decoding_rows = {i: r for i, r in rows.items() if r.has_decoding}
+            self.state.rows_changed()
+
+    def apply(self, logits: torch.Tensor) -> torch.Tensor:
+        if not self.decoding_rows:
+            return logits
+        num_rows = logits.shape[0]
+        rows = [
+            LogitsRow(index=i, ctx=r.ctx, output_token_ids=r.output_token_ids)
+            for i, r in sorted(self.decoding_rows.items())
+            if i < num_rows
+        ]
+        if rows:
+            self._pm.hook.ttc_process_logits(batch=LogitsBatch(logits=logits, rows=rows))
+        return logits

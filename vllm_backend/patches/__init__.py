@@ -1,0 +1,14 @@
+"""Patches of vLLM internals, one per file, each with a ledger entry in ``LEDGER.md`` and a
+drift-guard test in ``integration/vllm/test_drift_guards.py``. Applied by explicit, idempotent
+calls from :func:`ttc_plugins.vllm_backend.register`, never at import time."""
+
+from __future__ import annotations
+
+from . import input_processor, output_processor
+
+PATCHES = (input_processor, output_processor)
+
+
+def apply_all() -> None:
+    for patch in PATCHES:
+        patch.apply()

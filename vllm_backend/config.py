@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ttc_plugins.controls.vectors import VectorLibrary
 from ttc_plugins.errors import TTCError
+from ttc_plugins.ttc_layer.config import read_adapter_config
 
 ROOT = "additional_config.ttc"
 
@@ -42,6 +43,9 @@ class EngineConfig(BaseModel):
     controls: bool = True
     #: Distinct control plans cached per worker (a plan is the tensors of one set of specs).
     plan_cache_size: int = Field(default=64, ge=1, le=4096)
+    #: TTC adapters hosted by this engine: decoder-layer index -> adapter file (safetensors, see
+    #: ttc_plugins.ttc_layer). Requests opt in per request with the ``ttc_layer`` control.
+    ttc_layers: dict[int, str] = Field(default_factory=dict)
 
     def vector_library(self) -> VectorLibrary:
         return VectorLibrary(self.vectors)
@@ -81,4 +85,14 @@ def parse_engine_config(additional_config: Mapping[str, Any] | None, *, hidden_s
             raise TTCConfigError(
                 f"{ROOT}.vectors.{name}", f"has {len(vector)} values; the model's hidden size is {hidden_size}"
             )
+    for layer, path in cfg.ttc_layers.items():
+        key = f"{ROOT}.ttc_layers.{layer}"
+        if layer < 0:
+            raise TTCConfigError(key, "layer indices must be >= 0")
+        try:
+            adapter = read_adapter_config(path)
+        except ValueError as exc:
+            raise TTCConfigError(key, str(exc)) from None
+        if hidden_size is not None and adapter.hidden_size != hidden_size:
+            raise TTCConfigError(key, f"adapter hidden size {adapter.hidden_size} != the model's {hidden_size}")
     return cfg

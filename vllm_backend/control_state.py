@@ -50,6 +50,23 @@ class LayerPlan:
 
 
 @dataclass
+class AdapterPlan:
+    """Tokens that go through one layer's TTC adapter this forward, with their own horizon."""
+
+    token_idx: torch.Tensor  # [M] long, rows of the flattened batch
+    horizon: torch.Tensor  # [M] int32, planning horizon T per token (> 0)
+    scale: torch.Tensor  # [M] float32
+
+
+@dataclass
+class ForwardPlan:
+    """Per layer: the steering plan and the TTC-adapter plan (either may be absent)."""
+
+    steer: dict[int, LayerPlan]
+    adapters: dict[int, AdapterPlan]
+
+
+@dataclass
 class _SpecTables:
     """Tensors of one set of distinct specs (cached across forwards): per layer, the slot map."""
 
@@ -57,6 +74,8 @@ class _SpecTables:
     layers: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = field(
         default_factory=dict
     )
+    # layer -> (horizon per spec slot [num_specs] int32, 0 = not routed; scale per spec slot float32)
+    horizons: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
 
 class ControlState:
@@ -70,7 +89,9 @@ class ControlState:
         self.device: torch.device | None = None
         self._tables: OrderedDict[tuple[ControlSpec, ...], _SpecTables] = OrderedDict()
         self._fc: Any = None
-        self._plan: dict[int, LayerPlan] | None = None
+        self._plan: ForwardPlan | None = None
+        #: layer -> TTC adapter module hosted at that layer (loaded by model_wrap.install_controls)
+        self.adapters: dict[int, torch.nn.Module] = {}
         self._pm = None
 
     # -- processor side ------------------------------------------------------------------------
@@ -128,12 +149,18 @@ class ControlState:
                 torch.tensor(modes, dtype=torch.int32, device=device),
                 torch.tensor(pres, dtype=torch.bool, device=device),
             )
+        for layer, by_slot in plan.horizons.items():
+            horizon = torch.zeros(len(specs), dtype=torch.int32)
+            scale = torch.zeros(len(specs), dtype=torch.float32)
+            for slot, (T, sc) in by_slot.items():
+                horizon[slot], scale[slot] = T, sc
+            tables.horizons[layer] = (horizon, scale)
         self._tables[specs] = tables
         while len(self._tables) > self.plan_cache_size:
             self._tables.popitem(last=False)
         return tables
 
-    def forward_plan(self, fc: Any, device: torch.device) -> dict[int, LayerPlan] | None:
+    def forward_plan(self, fc: Any, device: torch.device) -> ForwardPlan | None:
         """The per-layer plan of the forward pass ``fc`` (built once, on its first layer)."""
         if fc is self._fc:
             return self._plan
@@ -171,7 +198,15 @@ class ControlState:
             if idx.numel() == 0:
                 continue
             plan[layer] = LayerPlan(idx.to(device), mapped[idx].to(device), vecs, scales, modes, pres)
-        self._plan = plan or None
+        adapters: dict[int, AdapterPlan] = {}
+        for layer, (horizon, scale) in tables.horizons.items():
+            per_token = torch.where(token_slot >= 0, horizon[token_slot.clamp(min=0)], 0)
+            idx = torch.nonzero(per_token > 0).flatten()
+            if idx.numel() == 0:  # horizon 0 is "off": those tokens stay untouched
+                continue
+            slot_of = token_slot[idx]
+            adapters[layer] = AdapterPlan(idx.to(device), per_token[idx].to(device), scale[slot_of].to(device))
+        self._plan = ForwardPlan(plan, adapters) if (plan or adapters) else None
         return self._plan
 
 

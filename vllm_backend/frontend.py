@@ -103,6 +103,7 @@ class FrontendState:
             if not self.controls_supported:
                 raise TTCParamError("ttc.control", f"model architecture {self.architecture} does not support controls")
             ctx.extra["vectors"] = self.config.vector_library()
+            ctx.extra["ttc_layers"] = sorted(self.config.ttc_layers)
         pm = _pm()
         spec = pm.hook.ttc_resolve_control(ctx=ctx)
         if spec is not None:

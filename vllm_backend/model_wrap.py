@@ -82,16 +82,29 @@ def residual_control_op(hidden_states: torch.Tensor, residual: torch.Tensor, lay
     plan = state.forward_plan(fc, hidden_states.device)
     if plan is None:
         return
-    lp = plan.get(layer)
-    if lp is None:
-        return
-    if _apply_kernel is None:
-        _apply_kernel = _kernel()
-    stream = hidden_states.index_select(0, lp.token_idx).float() + residual.index_select(0, lp.token_idx).float()
-    slots = lp.token_slot
-    _apply_kernel(stream, slots, lp.vectors, lp.scales, lp.modes, lp.preserve_norm)
-    residual.index_copy_(0, lp.token_idx, stream.to(residual.dtype))
-    hidden_states.index_fill_(0, lp.token_idx, 0)
+    lp = plan.steer.get(layer)
+    if lp is not None:
+        if _apply_kernel is None:
+            _apply_kernel = _kernel()
+        stream = _stream(hidden_states, residual, lp.token_idx)
+        _apply_kernel(stream, lp.token_slot, lp.vectors, lp.scales, lp.modes, lp.preserve_norm)
+        _write_stream(hidden_states, residual, lp.token_idx, stream)
+    ap = plan.adapters.get(layer)
+    if ap is not None:
+        # A request has one control, so these tokens are disjoint from the steered ones above.
+        stream = _stream(hidden_states, residual, ap.token_idx)
+        stream += ap.scale[:, None] * state.adapters[layer](stream, ap.horizon).float()
+        _write_stream(hidden_states, residual, ap.token_idx, stream)
+
+
+def _stream(hidden_states: torch.Tensor, residual: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """The residual stream (float32) of the given token rows: vLLM keeps it as hidden + residual."""
+    return hidden_states.index_select(0, idx).float() + residual.index_select(0, idx).float()
+
+
+def _write_stream(hidden_states: torch.Tensor, residual: torch.Tensor, idx: torch.Tensor, stream: torch.Tensor) -> None:
+    residual.index_copy_(0, idx, stream.to(residual.dtype))
+    hidden_states.index_fill_(0, idx, 0)
 
 
 @residual_control_op.register_fake
@@ -134,6 +147,7 @@ def install_controls(model: torch.nn.Module, vllm_config: Any) -> int:
     state.hidden_size = int(hf.hidden_size)
     state.num_layers = int(hf.num_hidden_layers)
     state.plan_cache_size = cfg.plan_cache_size if cfg is not None else 64
+    state.adapters = _load_adapters(cfg, state, model) if cfg is not None else {}
     count = 0
     for index, layer in enumerate(layers):
         if not hasattr(layer, "forward") or type(layer).__name__ == "PPMissingLayer":
@@ -144,6 +158,26 @@ def install_controls(model: torch.nn.Module, vllm_config: Any) -> int:
     state.controls_installed = True
     log.info("ttc: residual-stream control installed on %d decoder layers", count)
     return count
+
+
+def _load_adapters(cfg: Any, state: control_state.ControlState, model: torch.nn.Module) -> dict[int, torch.nn.Module]:
+    """The TTC adapters of ``additional_config.ttc.ttc_layers``, float32 on the model's device."""
+    if not cfg.ttc_layers:
+        return {}
+    from ttc_plugins.ttc_layer.adapter import TTCAdapter
+
+    device = next(model.parameters()).device
+    adapters = {}
+    for layer, path in sorted(cfg.ttc_layers.items()):
+        key = f"additional_config.ttc.ttc_layers.{layer}"
+        if layer >= state.num_layers:
+            raise ValueError(f"{key}: the model has {state.num_layers} decoder layers (0..{state.num_layers - 1})")
+        adapter = TTCAdapter.load(path, device=device).eval().requires_grad_(False)
+        if adapter.config.hidden_size != state.hidden_size:
+            raise ValueError(f"{key}: adapter hidden size {adapter.config.hidden_size} != the model's {state.hidden_size}")
+        adapters[layer] = adapter
+    log.info("ttc: TTC adapters at decoder layers %s", sorted(adapters))
+    return adapters
 
 
 def _wrapped_model_class(arch: str, base: type) -> type:

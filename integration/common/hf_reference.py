@@ -5,6 +5,8 @@ same ``ttc`` request semantics applied independently of any engine code path.
   (the residual stream) with the math of ``ttc_plugins/controls/steering.py``, written out here
   again on purpose (add: h + s·v; project: h − (h·v̂)v̂ + s·v̂; preserve_norm: rescale to the
   pre-steering norm), so a bug in the engine path or the kernel cannot hide in the reference.
+- ``control`` (ttc_layer): a forward hook adds ``scale`` times the TTC adapter's output, with the
+  first control u0 solved by the float64 Riccati reference (not the fast op the engines call).
 - ``decoding``: the registered decoders (force_token, ban_tokens) edit the logits before argmax.
 
 Logprobs are those of the chosen token under the raw (unprocessed) logits, which is what vLLM
@@ -42,6 +44,17 @@ def _steer(h: torch.Tensor, v: torch.Tensor, scale: float, mode: str, preserve_n
     return out.to(h.dtype)
 
 
+def _ttc_layer(h: torch.Tensor, adapter: Any, horizon: int, scale: float) -> torch.Tensor:
+    from ttc_plugins.kernels.lqr.reference import lqr_reference
+
+    flat = h.reshape(-1, h.shape[-1]).float()
+    problem = adapter.problem(flat, torch.full((flat.shape[0],), horizon, dtype=torch.int64))
+    u0 = lqr_reference(**problem)[0].float()
+    u0 = u0 / u0.norm(dim=-1, keepdim=True).clamp_min(1e-6) * problem["h0"].norm(dim=-1, keepdim=True)
+    delta = adapter.out_proj(u0.flatten(1))
+    return (flat + scale * delta).reshape(h.shape).to(h.dtype)
+
+
 class HFReference:
     def __init__(self, model_dir: str | Path, dtype: torch.dtype = torch.float32):
         from transformers import AutoModelForCausalLM
@@ -56,9 +69,12 @@ class HFReference:
             return torch.tensor(VectorLibrary(vectors or {}).get(spec), dtype=torch.float32)
         return torch.tensor(spec, dtype=torch.float32)
 
-    def _hooks(self, control: Mapping[str, Any] | None, vectors: Mapping[str, str] | None) -> list:
+    def _hooks(self, control: Mapping[str, Any] | None, vectors: Mapping[str, str] | None,
+               ttc_layers: Mapping[int, str] | None = None) -> list:
         if not control:
             return []
+        if control.get("name") == "ttc_layer":
+            return self._ttc_layer_hooks(control, ttc_layers or {})
         if control.get("name") != "steering":
             raise NotImplementedError(f"reference knows only the steering control, not {control.get('name')!r}")
         v = self._vector(control["vector"], vectors)
@@ -72,6 +88,24 @@ class HFReference:
             return _steer(output, v, scale, mode, preserve)
 
         return [self.layers[i].register_forward_hook(hook) for i in sorted(set(control["layers"]))]
+
+    def _ttc_layer_hooks(self, control: Mapping[str, Any], ttc_layers: Mapping[int, str]) -> list:
+        from ttc_plugins.ttc_layer.adapter import TTCAdapter
+
+        horizon, scale = int(control["horizon"]), float(control.get("scale", 1.0))
+        if horizon == 0:
+            return []
+        handles = []
+        for layer in sorted(set(control["layers"])):
+            adapter = TTCAdapter.load(ttc_layers[layer]).eval()
+
+            def hook(module, args, output, adapter=adapter):
+                if isinstance(output, tuple):
+                    return (_ttc_layer(output[0], adapter, horizon, scale), *output[1:])
+                return _ttc_layer(output, adapter, horizon, scale)
+
+            handles.append(self.layers[layer].register_forward_hook(hook))
+        return handles
 
     def _decode(self, logits: torch.Tensor, ttc: Mapping[str, Any] | None, out_ids: list[int]) -> None:
         if not ttc or not ttc.get("decoding"):
@@ -87,8 +121,8 @@ class HFReference:
 
     @torch.no_grad()
     def generate_one(self, prompt: Sequence[int], ttc: Mapping[str, Any] | None, max_tokens: int,
-                     vectors: Mapping[str, str] | None = None) -> Result:
-        handles = self._hooks((ttc or {}).get("control"), vectors)
+                     vectors: Mapping[str, str] | None = None, ttc_layers: Mapping[int, str] | None = None) -> Result:
+        handles = self._hooks((ttc or {}).get("control"), vectors, ttc_layers)
         try:
             ids = torch.tensor([list(prompt)])
             out = self.model(input_ids=ids, use_cache=True)

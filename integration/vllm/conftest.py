@@ -56,12 +56,28 @@ def named_vector(tmp_path_factory) -> tuple[str, list[float]]:
 
 
 @pytest.fixture(scope="session")
+def ttc_adapter(tiny_model, tmp_path_factory) -> tuple[int, str]:
+    """A random TTC adapter hosted at decoder layer 1 of the eager engine."""
+    import torch
+
+    from ttc_plugins.ttc_layer.adapter import TTCAdapter
+    from ttc_plugins.ttc_layer.config import TTCAdapterConfig
+
+    hidden = json.loads((Path(tiny_model) / "config.json").read_text())["hidden_size"]
+    torch.manual_seed(1234)
+    adapter = TTCAdapter(TTCAdapterConfig(hidden_size=hidden, heads=2, state_dim=8, control_dim=8, b_rank=4, q_rank=4))
+    path = tmp_path_factory.mktemp("adapters") / "layer1.safetensors"
+    adapter.save(path)
+    return 1, str(path)
+
+
+@pytest.fixture(scope="session")
 def hf(tiny_model) -> HFReference:
     return HFReference(tiny_model)
 
 
 @pytest.fixture(scope="session")
-def reference(hf, named_vector):
+def reference(hf, named_vector, ttc_adapter):
     cache: dict = {}
 
     def run(prompts, ttcs, max_tokens):
@@ -69,7 +85,8 @@ def reference(hf, named_vector):
         for p, t in zip(prompts, ttcs):
             key = (tuple(p), json.dumps(t, sort_keys=True), max_tokens)
             if key not in cache:
-                cache[key] = hf.generate_one(p, t, max_tokens, vectors={"honest": named_vector[0]})
+                cache[key] = hf.generate_one(p, t, max_tokens, vectors={"honest": named_vector[0]},
+                                             ttc_layers={ttc_adapter[0]: ttc_adapter[1]})
             out.append(cache[key])
         return out
 
@@ -77,10 +94,11 @@ def reference(hf, named_vector):
 
 
 @pytest.fixture(scope="session")
-def eager_llm(tiny_model, named_vector):
+def eager_llm(tiny_model, named_vector, ttc_adapter):
     from vllm import LLM
 
-    llm = LLM(**engine.engine_kwargs(tiny_model, eager=True, ttc={"vectors": {"honest": named_vector[0]}}))
+    ttc = {"vectors": {"honest": named_vector[0]}, "ttc_layers": {str(ttc_adapter[0]): ttc_adapter[1]}}
+    llm = LLM(**engine.engine_kwargs(tiny_model, eager=True, ttc=ttc))
     yield llm
     del llm
 

@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from ttc_plugins.kernels.lqr.reference import lqr_reference  # noqa: E402
-from ttc_plugins.ttc_layer import TTCAdapter, TTCAdapterConfig  # noqa: E402
+from ttc_plugins.ttc_layer.adapter import TTCAdapter, TTCAdapterConfig  # noqa: E402
 
 
 @pytest.fixture

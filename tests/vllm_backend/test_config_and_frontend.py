@@ -49,7 +49,7 @@ def test_bad_engine_config_names_the_key(raw, key):
 
 
 def test_unknown_key_lists_allowed_keys():
-    with pytest.raises(TTCConfigError, match="allowed: controls, plan_cache_size, vectors"):
+    with pytest.raises(TTCConfigError, match="allowed: controls, plan_cache_size, ttc_layers, vectors"):
         parse_engine_config({"ttc": {"nope": 1}})
 
 
@@ -123,3 +123,21 @@ def test_kv_stats():
     assert (s.tokens_reused, s.tokens_computed, s.blocks_held) == (384, 80, 4)
     s = kv_stats(prompt_len=10, num_cached_tokens=50, num_output_tokens=0, block_size=None)
     assert (s.tokens_reused, s.tokens_computed, s.blocks_held) == (10, 0, 0)
+
+
+def test_ttc_layer_adapters_checked_at_start(tmp_path):
+    torch = pytest.importorskip("torch")
+    from ttc_plugins.ttc_layer.adapter import TTCAdapter
+    from ttc_plugins.ttc_layer.config import TTCAdapterConfig
+
+    torch.manual_seed(0)
+    path = tmp_path / "a.safetensors"
+    TTCAdapter(TTCAdapterConfig(hidden_size=H, heads=1, state_dim=2, control_dim=2, b_rank=2, q_rank=2)).save(path)
+    assert parse_engine_config({"ttc": {"ttc_layers": {"1": str(path)}}}, hidden_size=H).ttc_layers == {1: str(path)}
+    with pytest.raises(TTCConfigError, match=r"ttc_layers\.1: adapter hidden size"):
+        parse_engine_config({"ttc": {"ttc_layers": {"1": str(path)}}}, hidden_size=H + 1)
+    with pytest.raises(TTCConfigError, match=r"ttc_layers\.2: TTC adapter file .* does not exist"):
+        parse_engine_config({"ttc": {"ttc_layers": {"2": str(tmp_path / "missing.safetensors")}}})
+    (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(TTCConfigError, match=r"ttc_layers\.0: .* not a readable safetensors file"):
+        parse_engine_config({"ttc": {"ttc_layers": {"0": str(tmp_path / "junk.safetensors")}}})

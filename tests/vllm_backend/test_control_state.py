@@ -38,15 +38,33 @@ def test_forward_plan_maps_each_token_to_its_own_requests_control():
     state.rows_changed()
     fc = _FC({"layer": _Meta(torch.tensor([0, 3, 4, 6, 7]))})  # 4 requests: 3, 1, 2, 1 tokens
     plan = state.forward_plan(fc, torch.device("cpu"))
-    assert sorted(plan) == [0, 2]
-    assert plan[0].token_idx.tolist() == [0, 1, 2, 6]  # request 0 and 3 (spec a) only
-    l2 = plan[2]
+    assert sorted(plan.steer) == [0, 2] and plan.adapters == {}
+    assert plan.steer[0].token_idx.tolist() == [0, 1, 2, 6]  # request 0 and 3 (spec a) only
+    l2 = plan.steer[2]
     assert l2.token_idx.tolist() == [0, 1, 2, 4, 5, 6]
     # tokens of request 2 use spec b's row in the layer-2 tables, the others spec a's
     rows = l2.token_slot.tolist()
     assert rows[:3] == [rows[0]] * 3 and rows[3:5] == [rows[3]] * 2 and rows[5] == rows[0] and rows[0] != rows[3]
     assert l2.scales[rows[3]].item() == 5.0 and l2.modes[rows[3]].item() == 1
     assert state.forward_plan(fc, torch.device("cpu")) is plan  # once per forward
+
+
+def test_forward_plan_routes_ttc_layer_tokens_with_their_own_horizon():
+    state = ControlState(hidden_size=4, num_layers=3)
+    deep = ControlSpec.build("ttc_layer", [1], {"horizon": 16, "scale": 0.5})
+    off = ControlSpec.build("ttc_layer", [1], {"horizon": 0, "scale": 1.0})
+    state.rows = {
+        0: RowState(RequestContext("r0", control=deep), [], False),
+        1: RowState(RequestContext("r1", control=off), [], False),
+        2: RowState(RequestContext("r2", control=_spec([1], 2.0)), [], False),
+    }
+    state.rows_changed()
+    plan = state.forward_plan(_FC({"layer": _Meta(torch.tensor([0, 2, 5, 6]))}), torch.device("cpu"))
+    assert sorted(plan.adapters) == [1] and sorted(plan.steer) == [1]
+    routed = plan.adapters[1]
+    assert routed.token_idx.tolist() == [0, 1]  # horizon 0 (request 1) is off; steering is separate
+    assert routed.horizon.tolist() == [16, 16] and routed.scale.tolist() == [0.5, 0.5]
+    assert plan.steer[1].token_idx.tolist() == [5]
 
 
 def test_no_controls_no_plan():

@@ -1,5 +1,5 @@
-"""The Test-Time Control layer as an adapter that engines can host (see :mod:`.adapter`)."""
+"""The Test-Time Control layer as an adapter that engines can host.
 
-from .adapter import TTCAdapter, TTCAdapterConfig
-
-__all__ = ["TTCAdapter", "TTCAdapterConfig"]
+:mod:`.config` (the adapter's shape, read from a file's metadata; no torch) and :mod:`.adapter`
+(the module itself).
+"""

@@ -14,34 +14,14 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-_META_KEY = "ttc_adapter_config"
-
-
-@dataclass(frozen=True)
-class TTCAdapterConfig:
-    hidden_size: int
-    heads: int = 8
-    state_dim: int = 16
-    control_dim: int = 16
-    b_rank: int = 16
-    q_rank: int = 16
-
-    @property
-    def per_head(self) -> int:
-        # h0, a, log_gamma_q (D each); r_inv, log_gamma_b (DU each); Qf mixture (q_rank); log_gamma_a (1)
-        return 3 * self.state_dim + 2 * self.control_dim + self.q_rank + 1
-
-    @property
-    def in_features(self) -> int:
-        return self.heads * self.per_head + self.b_rank + self.q_rank
-
+from .config import META_KEY, TTCAdapterConfig, read_adapter_config
 
 def _l2norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return x / x.norm(dim=-1, keepdim=True).clamp_min(eps)
@@ -94,17 +74,12 @@ class TTCAdapter(nn.Module):
         from safetensors.torch import save_file
 
         tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        save_file(tensors, str(path), metadata={_META_KEY: json.dumps(asdict(self.config))})
+        save_file(tensors, str(path), metadata={META_KEY: json.dumps(asdict(self.config))})
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "TTCAdapter":
-        from safetensors import safe_open
+        from safetensors.torch import load_file
 
-        with safe_open(str(path), framework="pt", device=str(device)) as f:
-            meta = (f.metadata() or {}).get(_META_KEY)
-            if meta is None:
-                raise ValueError(f"{path} is not a TTC adapter file (no {_META_KEY!r} metadata)")
-            adapter = cls(TTCAdapterConfig(**json.loads(meta)))
-            state = {k: f.get_tensor(k) for k in f.keys()}
-        adapter.load_state_dict(state)
+        adapter = cls(read_adapter_config(path))
+        adapter.load_state_dict(load_file(str(path)))
         return adapter.to(device)

@@ -40,33 +40,10 @@ TESTED_ARCHITECTURES = ("LlamaForCausalLM",)
 
 
 def _kernel():
-    """``ttc_plugins.kernels.residual_control`` (in place; CPU falls back to its reference)."""
-    try:
-        from ttc_plugins.kernels import residual_control  # type: ignore[attr-defined]
-    except ImportError:  # pragma: no cover - until the kernel package lands
-        return _residual_control_torch
+    """``ttc_plugins.kernels.residual_control``: in place; Triton on CUDA, its reference on CPU."""
+    from ttc_plugins.kernels import residual_control
+
     return residual_control
-
-
-def _residual_control_torch(hidden, token_slot, vectors, scales, modes, preserve_norm):
-    """Stand-in with the kernel's signature, used only while ``ttc_plugins.kernels`` lacks
-    ``residual_control``. Semantics: ttc_plugins/controls/steering.py."""
-    sel = token_slot >= 0
-    if not bool(sel.any()):
-        return hidden
-    slot = token_slot[sel]
-    h = hidden[sel].float()
-    v = vectors[slot].float()
-    s = scales[slot].float().unsqueeze(-1)
-    norm0 = h.norm(dim=-1, keepdim=True)
-    unit = v / v.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    added = h + s * v
-    projected = h - (h * unit).sum(-1, keepdim=True) * unit + s * unit
-    out = torch.where((modes[slot] == 1).unsqueeze(-1), projected, added)
-    rescale = norm0 / out.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    out = torch.where(preserve_norm[slot].unsqueeze(-1), out * rescale, out)
-    hidden[sel] = out.to(hidden.dtype)
-    return hidden
 
 
 _apply_kernel = None

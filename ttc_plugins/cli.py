@@ -32,6 +32,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from .commands.engine_env import default_engine_name, prepare_engine_env
 from .errors import TTCError
 
 
@@ -305,10 +306,6 @@ class Engine(str, Enum):
     hf = "hf"
 
 
-def _default_engine() -> Engine:
-    return Engine.vllm if importlib.util.find_spec("vllm") is not None else Engine.hf
-
-
 def _messages(prompt: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": prompt}]
 
@@ -335,22 +332,6 @@ def _generate_hf(model: Path, prompt: str, max_tokens: int, temperature: float, 
     with torch.no_grad():
         out = lm.generate(**enc, **kwargs)
     return tok.decode(out[0][enc["input_ids"].shape[1]:], skip_special_tokens=True)
-
-
-def _engine_env(engine: Engine) -> None:
-    """Process settings an engine reads at import: set before torch or the engine is imported."""
-    if engine is Engine.hf:
-        return
-    # In-process engine, one OpenMP thread: two threads per process slow CPU decoding ~50x on
-    # small machines (see the shared notes); the engines run in this process or children of it.
-    os.environ["OMP_NUM_THREADS"] = "1"
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if engine is Engine.vllm:
-        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
-        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(1)
 
 
 def _generate_vllm(model: Path, prompt: str, max_tokens: int, temperature: float, chat: bool) -> str:
@@ -417,8 +398,8 @@ def generate(
     raw: bool = typer.Option(False, "--raw", help="Send PROMPT as is, without the chat template."),
 ) -> None:
     """Generate a completion for PROMPT with the default model and print the text."""
-    engine = engine or _default_engine()
-    _engine_env(engine)
+    engine = engine or Engine(default_engine_name())
+    prepare_engine_env(engine.value)
     if model is None:
         from .model import default_model_path
 
@@ -430,6 +411,11 @@ def generate(
     elapsed = time.perf_counter() - t0
     print(text)
     err_console().print(f"[dim]{engine.value}: {elapsed:.1f} s (model load + generation)[/dim]", highlight=False)
+
+
+from .commands.run import run as _run  # noqa: E402  (sub-commands live in ttc_plugins.commands)
+
+app.command("run")(_run)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,7 +31,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-sys.path.insert(0, str(ROOT))
+# Appended, not prepended: the repo's source folder ttc_plugins/ must not shadow the installed
+# package (the integration sessions install ttc-plugins as a wheel, with its mapped subpackages).
+sys.path.append(str(ROOT))
 
 import ttc_vllm_engine as engine  # noqa: E402
 

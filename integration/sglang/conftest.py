@@ -1,0 +1,243 @@
+"""Fixtures of the SGLang integration suite (sglang 0.5.23 on CPU, tiny random Llama).
+
+SGLang engines are slow to start on a 2-core box, so there are three, started lazily:
+
+- ``engine``: ONE session-scoped ``sgl.Engine`` with the plugin (loaded through the
+  ``sglang.srt.plugins`` entry point in the main, scheduler and detokenizer processes) and a named
+  vector configured through ``TTC_SGLANG_CONFIG``;
+- ``no_plugin_run``: a child process running the same kind of engine with ``SGLANG_PLUGINS``
+  excluding ``ttc`` — the "without the plugin" reference;
+- ``server``: ``python -m sglang.launch_server`` with the plugin, for the OpenAI-client tests.
+
+The two child processes are started at collection time (when a collected test needs them), so
+their engine starts overlap with the in-process one.
+
+Every SGLang process of the suite shares two files (``TTC_SGLANG_LOG_FILE``: the backend's log,
+which proves which processes ran ``register()``; ``TTC_SGL_KERNEL_STANDIN_LOG``: calls into the
+``sgl_kernel`` stand-in, which must stay empty).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+# Appended, not prepended: the repo's source folder ttc_plugins/ must not shadow the installed
+# package (the integration sessions install ttc-plugins as a wheel, with its mapped subpackages).
+sys.path.append(str(ROOT))
+sys.path.insert(0, str(HERE))
+
+_RUN_DIR = Path(tempfile.mkdtemp(prefix="ttc-sglang-it-"))
+os.environ["SGLANG_USE_CPU_ENGINE"] = "1"
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ["TTC_SGLANG_LOG_FILE"] = str(_RUN_DIR / "ttc-backend.log")
+os.environ["TTC_SGL_KERNEL_STANDIN_LOG"] = str(_RUN_DIR / "sgl-kernel-standin-calls.log")
+
+import ttc_sglang_engine as engine_helpers  # noqa: E402
+
+from integration.common import scenarios  # noqa: E402
+from integration.common.hf_reference import HFReference  # noqa: E402
+from integration.common.tiny import tiny_model_dir  # noqa: E402
+
+CHILD_TIMEOUT = 420
+_CHILDREN: dict[str, "_Child"] = {}
+
+
+@functools.lru_cache(maxsize=None)
+def _tiny() -> str:
+    return str(tiny_model_dir())
+
+
+@functools.lru_cache(maxsize=None)
+def _named_vector() -> tuple[str, tuple[float, ...]]:
+    vec = scenarios._vec(7)
+    path = _RUN_DIR / "honest.json"
+    path.write_text(json.dumps(vec))
+    return str(path), tuple(vec)
+
+
+def _engine_config() -> str:
+    return json.dumps({"vectors": {"honest": _named_vector()[0]}})
+
+
+class _Child:
+    """A child process started at collection time, so that its (slow) engine start overlaps with
+    the in-process engine's and with the first tests."""
+
+    def __init__(self, name: str, cmd: list[str], env: dict[str, str]):
+        self.name = name
+        self.log_path = _RUN_DIR / f"{name}.log"
+        with open(self.log_path, "w") as log:
+            self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.started = time.time()
+
+    def tail(self) -> str:
+        return self.log_path.read_text()[-4000:]
+
+    def wait(self) -> int:
+        try:
+            return self.proc.wait(timeout=max(1.0, CHILD_TIMEOUT - (time.time() - self.started)))
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise RuntimeError(f"{self.name} did not finish in {CHILD_TIMEOUT}s:\n{self.tail()}") from None
+
+    def stop(self) -> None:
+        # the child's SGLang scheduler/detokenizer share its (new) process group
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=30)
+            except ProcessLookupError:
+                pass
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_no_plugin() -> None:
+    batches = [{"prompts": scenarios.PROMPTS, "ttcs": [None] * len(scenarios.PROMPTS), "max_tokens": scenarios.MAX_TOKENS}]
+    (_RUN_DIR / "baseline-in.json").write_text(json.dumps(batches))
+    env = {**os.environ, **engine_helpers.NO_PLUGIN_ENV, "TTC_SGLANG_LOG_FILE": str(_RUN_DIR / "no-plugin-backend.log")}
+    env.pop("TTC_SGLANG_CONFIG", None)
+    cmd = [sys.executable, str(HERE / "ttc_sglang_engine.py"), _tiny(), str(_RUN_DIR / "baseline-in.json"),
+           str(_RUN_DIR / "baseline-out.json")]
+    _CHILDREN["no-plugin"] = _Child("no-plugin", cmd, env)
+
+
+def _start_server() -> None:
+    port = _free_port()
+    args = engine_helpers.engine_kwargs(_tiny(), enable_custom_logit_processor=True)
+    cmd = [sys.executable, "-m", "sglang.launch_server", "--host", "127.0.0.1", "--port", str(port)]
+    for key, value in args.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            cmd.append(flag)
+        elif value is not False:
+            cmd += [flag, str(value)]
+    child = _Child("server", cmd, {**os.environ, "TTC_SGLANG_CONFIG": _engine_config()})
+    child.url = f"http://127.0.0.1:{port}"
+    _CHILDREN["server"] = child
+
+
+def pytest_collection_modifyitems(session, config, items):
+    if config.option.collectonly:
+        return
+    needed = {name for item in items for name in getattr(item, "fixturenames", ())}
+    if "no_plugin_run" in needed:
+        _start_no_plugin()
+    if "server" in needed:
+        _start_server()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    for child in _CHILDREN.values():
+        child.stop()
+
+
+@pytest.fixture(scope="session")
+def run_dir() -> Path:
+    return _RUN_DIR
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> str:
+    return _tiny()
+
+
+@pytest.fixture(scope="session")
+def named_vector() -> tuple[str, list[float]]:
+    path, vec = _named_vector()
+    return path, list(vec)
+
+
+@pytest.fixture(scope="session")
+def hf(tiny_model) -> HFReference:
+    return HFReference(tiny_model)
+
+
+@pytest.fixture(scope="session")
+def reference(hf, named_vector):
+    cache: dict = {}
+
+    def run(prompts, ttcs, max_tokens):
+        out = []
+        for p, t in zip(prompts, ttcs):
+            key = (tuple(p), json.dumps(t, sort_keys=True), max_tokens)
+            if key not in cache:
+                cache[key] = hf.generate_one(p, t, max_tokens, vectors={"honest": named_vector[0]})
+            out.append(cache[key])
+        return out
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def engine_config() -> str:
+    return _engine_config()
+
+
+@pytest.fixture(scope="session")
+def engine(tiny_model, engine_config):
+    import sglang as sgl
+
+    os.environ["TTC_SGLANG_CONFIG"] = engine_config
+    eng = sgl.Engine(**engine_helpers.engine_kwargs(tiny_model))
+    yield eng
+    eng.shutdown()
+
+
+@pytest.fixture(scope="session")
+def no_plugin_run(tiny_model) -> list:
+    """The all-plain batch of the scenarios on an engine without the plugin (child process)."""
+    if "no-plugin" not in _CHILDREN:
+        _start_no_plugin()
+    child = _CHILDREN["no-plugin"]
+    assert child.wait() == 0, f"no-plugin engine failed:\n{child.tail()}"
+    log = _RUN_DIR / "no-plugin-backend.log"
+    assert not log.exists() or "registered" not in log.read_text(), "the plugin loaded in the no-plugin run"
+    out = json.loads((_RUN_DIR / "baseline-out.json").read_text())
+    return [[(ids, lps) for ids, lps in batch] for batch in out]
+
+
+@pytest.fixture(scope="session")
+def server(tiny_model):
+    """``python -m sglang.launch_server`` with the plugin; yields the base URL."""
+    import requests
+
+    if "server" not in _CHILDREN:
+        _start_server()
+    child = _CHILDREN["server"]
+    while True:
+        if child.proc.poll() is not None:
+            raise RuntimeError(f"sglang server exited with {child.proc.returncode}:\n{child.tail()}")
+        try:
+            if requests.get(f"{child.url}/health", timeout=2).status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        if time.time() - child.started > CHILD_TIMEOUT:
+            child.stop()
+            raise RuntimeError(f"sglang server not ready in {CHILD_TIMEOUT}s:\n{child.tail()}")
+        time.sleep(1.0)
+    yield child.url
+    child.stop()

@@ -1,0 +1,94 @@
+"""Engine-wide settings of the SGLang backend: the ``TTC_SGLANG_CONFIG`` environment variable.
+
+SGLang has no free-form "additional config" server argument, so the backend reads one
+environment variable, in every SGLang process (main, scheduler, detokenizer inherit it)::
+
+    TTC_SGLANG_CONFIG='{"vectors": {"honest": "/srv/vectors/honest.npy"}}' \\
+        python -m sglang.launch_server --model-path ... --device cpu
+
+The value is a JSON object, or ``@/path/to/config.json``. Keys:
+
+``vectors``
+    named steering vectors (name -> .json/.npy/.safetensors file) requests may name;
+``controls``
+    install the per-token residual-stream control on the decoder layers (default true);
+``allow_custom_logit_processor``
+    default false: the backend refuses every request that carries a ``custom_logit_processor``
+    (SGLang unpickles those bytes in the scheduler: remote code execution), even when the server
+    was started with ``--enable-custom-logit-processor``. Set true only on a trusted endpoint.
+
+Unknown keys and bad values stop the engine at start with a message naming the key.
+Engine-free: imports neither sglang nor torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ttc_plugins.controls.vectors import VectorLibrary
+from ttc_plugins.errors import TTCError
+
+ENV = "TTC_SGLANG_CONFIG"
+
+
+class TTCConfigError(TTCError, ValueError):
+    """``TTC_SGLANG_CONFIG`` is invalid; ``key`` is the dotted path of the culprit."""
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        self.message = message
+        super().__init__(f"{key}: {message}")
+
+
+class EngineConfig(BaseModel):
+    """Validated ``TTC_SGLANG_CONFIG``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    vectors: dict[str, str] = Field(default_factory=dict)
+    controls: bool = True
+    allow_custom_logit_processor: bool = False
+
+    def vector_library(self) -> VectorLibrary:
+        return VectorLibrary(self.vectors)
+
+
+def parse_engine_config(raw: str | Mapping[str, Any] | None) -> EngineConfig:
+    """Parse the variable's value (``None`` or empty: defaults).
+
+    :raises TTCConfigError: naming the key, e.g. ``TTC_SGLANG_CONFIG.vectorz``.
+    """
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return EngineConfig()
+    if isinstance(raw, str):
+        text = raw.strip()
+        if text.startswith("@"):
+            path = Path(text[1:]).expanduser()
+            if not path.is_file():
+                raise TTCConfigError(ENV, f"config file {path} does not exist")
+            text = path.read_text()
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise TTCConfigError(ENV, f"not valid JSON ({exc.msg} at char {exc.pos})") from None
+    if not isinstance(raw, Mapping):
+        raise TTCConfigError(ENV, f"must be a JSON object, got {type(raw).__name__}")
+    try:
+        return EngineConfig.model_validate(dict(raw))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err.get("loc", ()))
+        msg = err.get("msg", "invalid value")
+        if err.get("type") == "extra_forbidden":
+            msg = f"unknown key; allowed: {', '.join(sorted(EngineConfig.model_fields))}"
+        raise TTCConfigError(f"{ENV}.{loc}" if loc else ENV, msg) from None
+
+
+def load_engine_config(environ: Mapping[str, str] | None = None) -> EngineConfig:
+    env = os.environ if environ is None else environ
+    return parse_engine_config(env.get(ENV))

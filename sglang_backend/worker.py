@@ -1,0 +1,234 @@
+"""Worker side (SGLang scheduler process): per-request contexts, decoding hooks, residual control.
+
+- :meth:`WorkerState.on_req_created` rebuilds each request's context from the canonical JSON the
+  frontend wrote (``Req.sampling_params.custom_params``) and keeps it on the ``Req``.
+- :meth:`WorkerState.before_forward` maps the forward batch's tokens to request ids
+  (``ForwardBatch.rids`` + per-request token counts) and builds the per-layer control tensors;
+  :meth:`WorkerState.layer_hook` (a torch forward hook on every decoder layer) applies them in place
+  through SGLang's residual-stream boundary accessors.
+- :meth:`WorkerState.process_logits` runs ``ttc_process_logits`` on the step's logits before sampling.
+- :meth:`WorkerState.after_finish_check` runs ``ttc_accept_token``.
+
+Nothing here raises into SGLang's scheduler loop for a bad request (that would kill the engine):
+a request whose context cannot be rebuilt is aborted with a message instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from typing import Any
+
+import torch
+
+from ttc_plugins.types import LogitsBatch, LogitsRow, RequestContext
+
+from .config import EngineConfig
+from .layers.residual_control import ForwardControls, build_forward_controls, control_delta, token_slots
+from .requests import context_from_custom_params
+
+log = logging.getLogger("ttc_plugins.sglang_backend")
+CTX_ATTR = "_ttc_ctx"
+
+
+def _finish_rejected_cls():
+    from sglang.srt.managers.schedule_batch import BaseFinishReason
+
+    class FINISH_REJECTED(BaseFinishReason):
+        """A ``ttc_accept_token`` implementation rejected the last token (it stays in the output)."""
+
+        def __init__(self, token_id: int):
+            super().__init__()
+            self.token_id = token_id
+
+        def to_json(self):
+            return {"type": "rejected", "matched": self.token_id}
+
+    return FINISH_REJECTED
+
+
+class WorkerState:
+    def __init__(self, pm: Any, config: EngineConfig):
+        self.pm = pm
+        self.config = config
+        self.reqs: "weakref.WeakValueDictionary[str, Any]" = weakref.WeakValueDictionary()
+        self.hidden_size: int | None = None
+        self.num_layers: int | None = None
+        self._local = threading.local()
+        self._finish_rejected = None
+        self.layers_hooked = 0
+
+    # -- requests -------------------------------------------------------------------------
+    def on_req_created(self, req: Any) -> None:
+        custom = getattr(getattr(req, "sampling_params", None), "custom_params", None)
+        if not custom:
+            return
+        try:
+            ctx = context_from_custom_params(self.pm, str(req.rid), custom, list(req.origin_input_ids))
+        except Exception as exc:  # never let a bad request take the scheduler down
+            req.set_finish_with_abort(f"ttc-plugins: invalid ttc parameters reached the scheduler: {exc}")
+            return
+        if ctx is None:
+            return
+        setattr(req, CTX_ATTR, ctx)
+        self.reqs[str(req.rid)] = req
+
+    def ctx_of(self, rid: str) -> RequestContext | None:
+        req = self.reqs.get(rid)
+        return getattr(req, CTX_ATTR, None) if req is not None else None
+
+    # -- model ----------------------------------------------------------------------------
+    def on_model_loaded(self, model_runner: Any) -> None:
+        hf = getattr(model_runner.model_config, "hf_text_config", None) or model_runner.model_config.hf_config
+        self.hidden_size = int(hf.hidden_size)
+        self.num_layers = int(hf.num_hidden_layers)
+        from . import patches
+
+        patches.verify_applied()
+        if not self.config.controls:
+            return
+        layers = find_decoder_layers(model_runner.model, self.num_layers)
+        for index, layer in layers.items():
+            layer.register_forward_hook(self._make_layer_hook(index), with_kwargs=True)
+        self.layers_hooked = len(layers)
+        log.info("ttc-plugins: residual control installed on %d decoder layers", len(layers))
+
+    def token_counts(self, forward_batch: Any) -> list[int] | None:
+        mode = forward_batch.forward_mode
+        if mode.is_idle():
+            return None
+        if mode.is_decode():
+            return [1] * len(forward_batch.rids)
+        if mode.is_extend():
+            counts = forward_batch.extend_seq_lens_cpu
+            if counts is None:
+                counts = forward_batch.extend_seq_lens.tolist()
+            return [int(c) for c in counts]
+        return None
+
+    def before_forward(self, forward_batch: Any) -> None:
+        if not self.config.controls or not self.reqs:
+            return
+        rids = forward_batch.rids or []
+        control_of = {}
+        for rid in rids:
+            ctx = self.ctx_of(rid)
+            if ctx is not None and ctx.control is not None:
+                control_of[rid] = ctx.control
+        if not control_of:
+            return
+        counts = self.token_counts(forward_batch)
+        if counts is None:
+            raise RuntimeError(
+                f"ttc-plugins: hidden-state control does not support forward mode {forward_batch.forward_mode!r}"
+            )
+        specs, slots = token_slots(rids, counts, control_of)
+        ctrl = build_forward_controls(
+            self.pm,
+            specs,
+            slots,
+            hidden_size=self.hidden_size,
+            num_layers=self.num_layers,
+            device=forward_batch.input_ids.device,
+        )
+        if ctrl is not None:
+            self._local.current = (list(rids), ctrl)
+
+    def after_forward(self, forward_batch: Any) -> None:
+        self._local.current = None
+
+    def current_controls(self, forward_batch: Any) -> ForwardControls | None:
+        """The controls of the forward pass running on this thread. SGLang hands the layers a
+        copy of the batch it gave ``ModelRunner.forward``, so the pass is matched by its request
+        ids rather than by object identity."""
+        current = getattr(self._local, "current", None)
+        if current is None:
+            return None
+        rids, ctrl = current
+        if list(getattr(forward_batch, "rids", None) or []) != rids:
+            return None
+        return ctrl
+
+    def _make_layer_hook(self, index: int):
+        from sglang.srt.layers.layer_boundary.residual import access as residual_access
+        from sglang.srt.layers.layer_boundary.residual import batch as residual_batch
+
+        def hook(module, args, kwargs, output):
+            forward_batch = args[2] if len(args) > 2 else kwargs.get("forward_batch")
+            ctrl = self.current_controls(forward_batch)
+            if ctrl is None:
+                return None
+            lc = ctrl.layers.get(index)
+            if lc is None:
+                return None
+            buf = residual_access.buffer(output)
+            n, h = (buf.shape[0], buf.shape[-1]) if buf is not None else (len(ctrl.token_slot), self.hidden_size)
+            if n != len(ctrl.token_slot):
+                raise RuntimeError(
+                    f"ttc-plugins: layer {index} output has {n} tokens but the batch maps {len(ctrl.token_slot)}"
+                )
+            state = residual_batch.snapshot(output, forward_batch) if lc.needs_state else None
+            delta = control_delta(state, n, h, lc)
+            new = residual_batch.add_to_output(output, forward_batch, delta.to(buf.dtype if buf is not None else delta.dtype))
+            return new if new is not output else None
+
+        return hook
+
+    # -- sampling -------------------------------------------------------------------------
+    def process_logits(self, logits_output: Any, forward_batch: Any) -> None:
+        self._local.raw_logits = None
+        if not self.reqs or not self.pm.has_impls("ttc_process_logits"):
+            return
+        rids = forward_batch.rids or []
+        rows = []
+        for i, rid in enumerate(rids):
+            req = self.reqs.get(rid)
+            ctx = getattr(req, CTX_ATTR, None) if req is not None else None
+            if ctx is not None and ctx.opted_in:
+                rows.append(LogitsRow(index=i, ctx=ctx, output_token_ids=req.output_ids))
+        if not rows:
+            return
+        logits = logits_output.next_token_logits
+        if logits.shape[0] != len(rids):
+            raise RuntimeError(f"ttc-plugins: {logits.shape[0]} logits rows for {len(rids)} requests")
+        # Returned logprobs stay those of the raw logits (as with vLLM's raw_logprobs): the sampler
+        # is handed the unedited copy through its ``logprob_logits`` argument.
+        self._local.raw_logits = logits.clone() if forward_batch.return_logprob else None
+        self.pm.hook.ttc_process_logits(batch=LogitsBatch(logits=logits, rows=rows))
+
+    def take_raw_logits(self):
+        """The unedited logits of the step just processed (once), or ``None``."""
+        raw = getattr(self._local, "raw_logits", None)
+        self._local.raw_logits = None
+        return raw
+
+    def after_finish_check(self, req: Any) -> None:
+        ctx = getattr(req, CTX_ATTR, None)
+        if ctx is None or req.finished() or not req.output_ids or not self.pm.has_impls("ttc_accept_token"):
+            return
+        token = int(req.output_ids[-1])
+        ok = self.pm.hook.ttc_accept_token(ctx=ctx, token_id=token, position=len(req.output_ids) - 1)
+        if ok is False:
+            if self._finish_rejected is None:
+                self._finish_rejected = _finish_rejected_cls()
+            req.finished_reason = self._finish_rejected(token)
+
+
+def find_decoder_layers(model: torch.nn.Module, num_layers: int) -> dict[int, torch.nn.Module]:
+    """The model's decoder layers by global index (``model.model.layers`` in SGLang's LMs; under
+    pipeline parallelism the layers of other ranks are placeholders and are skipped)."""
+    inner = getattr(model, "model", None)
+    layers = getattr(inner, "layers", None)
+    if not isinstance(layers, torch.nn.ModuleList):
+        candidates = [m for name, m in model.named_modules() if name.endswith("layers") and isinstance(m, torch.nn.ModuleList)]
+        layers = next((m for m in candidates if len(m) == num_layers), None)
+    if layers is None or len(layers) != num_layers:
+        raise RuntimeError(
+            f"ttc-plugins: cannot find the {num_layers} decoder layers of {type(model).__name__} "
+            f"(expected model.model.layers); hidden-state control is unavailable for this model. "
+            f'Start with TTC_SGLANG_CONFIG=\'{{"controls": false}}\' to serve it without controls.'
+        )
+    start = getattr(inner, "start_layer", 0) or 0
+    end = getattr(inner, "end_layer", num_layers) or num_layers
+    return {i: layers[i] for i in range(start, end)}

@@ -1,0 +1,44 @@
+"""TTC_SGLANG_CONFIG parsing (engine-free)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from ttc_plugins.sglang_backend.config import EngineConfig, TTCConfigError, load_engine_config, parse_engine_config
+
+
+def test_defaults_when_unset_or_empty():
+    for raw in (None, "", "  "):
+        cfg = parse_engine_config(raw)
+        assert cfg == EngineConfig() and cfg.controls and not cfg.allow_custom_logit_processor
+
+
+def test_json_and_file_forms(tmp_path):
+    data = {"vectors": {"honest": "/x.npy"}, "allow_custom_logit_processor": True}
+    assert parse_engine_config(json.dumps(data)).vectors == {"honest": "/x.npy"}
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps(data))
+    cfg = load_engine_config({"TTC_SGLANG_CONFIG": f"@{path}"})
+    assert cfg.allow_custom_logit_processor is True and cfg.vector_library().names() == ["honest"]
+
+
+@pytest.mark.parametrize(
+    "raw, key",
+    [
+        ('{"vectorz": {}}', "TTC_SGLANG_CONFIG.vectorz"),
+        ('{"controls": "maybe"}', "TTC_SGLANG_CONFIG.controls"),
+        ("[1, 2]", "TTC_SGLANG_CONFIG"),
+        ("{not json", "TTC_SGLANG_CONFIG"),
+        ("@/nonexistent/ttc.json", "TTC_SGLANG_CONFIG"),
+    ],
+)
+def test_errors_name_the_key(raw, key):
+    with pytest.raises(TTCConfigError) as err:
+        parse_engine_config(raw)
+    assert err.value.key == key
+
+
+def test_unknown_key_lists_allowed_keys():
+    with pytest.raises(TTCConfigError, match="allowed: allow_custom_logit_processor, controls, vectors"):
+        parse_engine_config('{"vectorz": {}}')

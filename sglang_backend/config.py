@@ -28,34 +28,15 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from ttc_plugins.controls.vectors import VectorLibrary
-from ttc_plugins.errors import TTCError
+from ttc_plugins.engine_config import EngineConfigBase, TTCConfigError, validate_engine_config
 
 ENV = "TTC_SGLANG_CONFIG"
 
 
-class TTCConfigError(TTCError, ValueError):
-    """``TTC_SGLANG_CONFIG`` is invalid; ``key`` is the dotted path of the culprit."""
+class EngineConfig(EngineConfigBase):
+    """Validated ``TTC_SGLANG_CONFIG`` (``vectors`` and ``controls`` come from the base)."""
 
-    def __init__(self, key: str, message: str):
-        self.key = key
-        self.message = message
-        super().__init__(f"{key}: {message}")
-
-
-class EngineConfig(BaseModel):
-    """Validated ``TTC_SGLANG_CONFIG``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    vectors: dict[str, str] = Field(default_factory=dict)
-    controls: bool = True
     allow_custom_logit_processor: bool = False
-
-    def vector_library(self) -> VectorLibrary:
-        return VectorLibrary(self.vectors)
 
 
 def parse_engine_config(raw: str | Mapping[str, Any] | None) -> EngineConfig:
@@ -76,17 +57,9 @@ def parse_engine_config(raw: str | Mapping[str, Any] | None) -> EngineConfig:
             raw = json.loads(text)
         except json.JSONDecodeError as exc:
             raise TTCConfigError(ENV, f"not valid JSON ({exc.msg} at char {exc.pos})") from None
-    if not isinstance(raw, Mapping):
-        raise TTCConfigError(ENV, f"must be a JSON object, got {type(raw).__name__}")
-    try:
-        return EngineConfig.model_validate(dict(raw))
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err.get("loc", ()))
-        msg = err.get("msg", "invalid value")
-        if err.get("type") == "extra_forbidden":
-            msg = f"unknown key; allowed: {', '.join(sorted(EngineConfig.model_fields))}"
-        raise TTCConfigError(f"{ENV}.{loc}" if loc else ENV, msg) from None
+    cfg = validate_engine_config(EngineConfig, raw, ENV)
+    cfg.check_vectors(ENV)
+    return cfg
 
 
 def load_engine_config(environ: Mapping[str, str] | None = None) -> EngineConfig:

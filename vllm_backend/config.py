@@ -14,41 +14,22 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
-from ttc_plugins.controls.vectors import VectorLibrary
-from ttc_plugins.errors import TTCError
+from ttc_plugins.engine_config import EngineConfigBase, TTCConfigError, validate_engine_config
 from ttc_plugins.ttc_layer.config import read_adapter_config
 
 ROOT = "additional_config.ttc"
 
 
-class TTCConfigError(TTCError, ValueError):
-    """The engine-wide ``ttc`` settings are invalid. ``key`` is the dotted path of the culprit."""
+class EngineConfig(EngineConfigBase):
+    """Validated ``additional_config["ttc"]`` (``vectors`` and ``controls`` come from the base)."""
 
-    def __init__(self, key: str, message: str):
-        self.key = key
-        self.message = message
-        super().__init__(f"{key}: {message}")
-
-
-class EngineConfig(BaseModel):
-    """Validated ``additional_config["ttc"]``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    #: Named steering vectors (name -> .json/.npy/.safetensors file) that requests may name.
-    vectors: dict[str, str] = Field(default_factory=dict)
-    #: Install the per-token residual-stream control op in every decoder layer.
-    controls: bool = True
     #: Distinct control plans cached per worker (a plan is the tensors of one set of specs).
     plan_cache_size: int = Field(default=64, ge=1, le=4096)
     #: TTC adapters hosted by this engine: decoder-layer index -> adapter file (safetensors, see
     #: ttc_plugins.ttc_layer). Requests opt in per request with the ``ttc_layer`` control.
     ttc_layers: dict[int, str] = Field(default_factory=dict)
-
-    def vector_library(self) -> VectorLibrary:
-        return VectorLibrary(self.vectors)
 
 
 def parse_engine_config(additional_config: Mapping[str, Any] | None, *, hidden_size: int | None = None) -> EngineConfig | None:
@@ -63,28 +44,8 @@ def parse_engine_config(additional_config: Mapping[str, Any] | None, *, hidden_s
     raw = additional_config["ttc"]
     if raw is None:
         raw = {}
-    if not isinstance(raw, Mapping):
-        raise TTCConfigError(ROOT, f"must be a JSON object, got {type(raw).__name__}")
-    try:
-        cfg = EngineConfig.model_validate(dict(raw))
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err.get("loc", ()))
-        msg = err.get("msg", "invalid value")
-        if err.get("type") == "extra_forbidden":
-            allowed = ", ".join(sorted(EngineConfig.model_fields))
-            msg = f"unknown key; allowed: {allowed}"
-        raise TTCConfigError(f"{ROOT}.{loc}" if loc else ROOT, msg) from None
-    library = cfg.vector_library()
-    for name in library.names():
-        try:
-            vector = library.get(name)
-        except ValueError as exc:
-            raise TTCConfigError(f"{ROOT}.vectors.{name}", str(exc)) from None
-        if hidden_size is not None and len(vector) != hidden_size:
-            raise TTCConfigError(
-                f"{ROOT}.vectors.{name}", f"has {len(vector)} values; the model's hidden size is {hidden_size}"
-            )
+    cfg = validate_engine_config(EngineConfig, raw, ROOT)
+    cfg.check_vectors(ROOT, hidden_size)
     for layer, path in cfg.ttc_layers.items():
         key = f"{ROOT}.ttc_layers.{layer}"
         if layer < 0:

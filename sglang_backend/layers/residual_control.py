@@ -7,62 +7,22 @@ that into per-layer tensors. After each listed decoder layer the update is appli
 (SGLang refuses a new output tensor at its layer boundary), only at the tokens of requests whose
 control touches that layer; every other token stays bit-identical.
 
-The update itself is ``ttc_plugins.kernels.residual_control`` when that kernel is installed, else
-:func:`residual_control_reference` (same signature and semantics, plain torch). This module needs
-torch but not sglang.
+The update itself is ``ttc_plugins.kernels.residual_control`` (Triton on CUDA, its PyTorch
+reference elsewhere), the same op the vLLM backend calls. This module needs torch but not sglang.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import torch
 
+from ttc_plugins.kernels import residual_control
 from ttc_plugins.types import ControlPlan, ControlSpec
 
 if TYPE_CHECKING:  # pragma: no cover
     from ttc_plugins.manager import TTCPluginManager
-
-
-def residual_control_reference(
-    hidden: torch.Tensor,
-    token_slot: torch.Tensor,
-    vectors: torch.Tensor,
-    scales: torch.Tensor,
-    modes: torch.Tensor,
-    preserve_norm: torch.Tensor,
-) -> torch.Tensor:
-    """In place on ``hidden[N, H]``: for each token n with ``s = token_slot[n] >= 0``,
-    ``add``: h += scales[s]·vectors[s]; ``project``: h ← h − (h·v̂)v̂ + scales[s]·v̂;
-    with ``preserve_norm[s]`` the token is rescaled to its norm before the update.
-    Computed in float32, written back in ``hidden``'s dtype. Returns ``hidden``."""
-    rows = torch.nonzero(token_slot >= 0, as_tuple=False).flatten()
-    if rows.numel() == 0:
-        return hidden
-    slot = token_slot[rows].long()
-    h = hidden[rows].float()
-    v = vectors.float()[slot]
-    scale = scales.float()[slot].unsqueeze(-1)
-    mode = modes[slot].unsqueeze(-1)
-    keep = preserve_norm[slot].bool().unsqueeze(-1)
-    norm0 = h.norm(dim=-1, keepdim=True)
-    added = h + scale * v
-    vhat = v / v.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    projected = h - (h * vhat).sum(-1, keepdim=True) * vhat + scale * vhat
-    new = torch.where(mode == ControlPlan.MODE_PROJECT, projected, added)
-    rescaled = new * (norm0 / new.norm(dim=-1, keepdim=True).clamp_min(1e-12))
-    new = torch.where(keep, rescaled, new)
-    hidden[rows] = new.to(hidden.dtype)
-    return hidden
-
-
-def _kernel() -> Callable[..., torch.Tensor]:
-    try:
-        from ttc_plugins.kernels.residual_control import residual_control
-    except ImportError:
-        return residual_control_reference
-    return residual_control
 
 
 @dataclass
@@ -164,7 +124,7 @@ def control_delta(state: torch.Tensor | None, num_tokens: int, hidden_size: int,
 
     Add-only layers need no state (the delta is scale·v); a layer with project mode or norm
     preservation needs the full residual-stream value ``state`` (h = layer output + residual)."""
-    op = _kernel()
+    op = residual_control
     if not lc.needs_state:
         delta = torch.zeros(num_tokens, hidden_size, dtype=lc.vectors.dtype, device=lc.vectors.device)
         op(delta, lc.token_slot, lc.vectors, lc.scales, lc.modes, lc.preserve_norm)

@@ -15,12 +15,19 @@ def test_defaults_when_unset_or_empty():
 
 
 def test_json_and_file_forms(tmp_path):
-    data = {"vectors": {"honest": "/x.npy"}, "allow_custom_logit_processor": True}
-    assert parse_engine_config(json.dumps(data)).vectors == {"honest": "/x.npy"}
+    vec = tmp_path / "honest.json"
+    vec.write_text("[0.5, -0.5]")
+    data = {"vectors": {"honest": str(vec)}, "allow_custom_logit_processor": True}
+    assert parse_engine_config(json.dumps(data)).vectors == {"honest": str(vec)}
     path = tmp_path / "cfg.json"
     path.write_text(json.dumps(data))
     cfg = load_engine_config({"TTC_SGLANG_CONFIG": f"@{path}"})
     assert cfg.allow_custom_logit_processor is True and cfg.vector_library().names() == ["honest"]
+
+
+def test_missing_vector_file_stops_the_start(tmp_path):
+    with pytest.raises(TTCConfigError, match=r"TTC_SGLANG_CONFIG\.vectors\.honest: .*does not exist"):
+        parse_engine_config(json.dumps({"vectors": {"honest": str(tmp_path / "nope.npy")}}))
 
 
 @pytest.mark.parametrize(

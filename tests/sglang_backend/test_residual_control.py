@@ -9,9 +9,9 @@ torch = pytest.importorskip("torch")
 from ttc_plugins.sglang_backend.layers.residual_control import (  # noqa: E402
     build_forward_controls,
     control_delta,
-    residual_control_reference,
     token_slots,
 )
+from ttc_plugins.kernels import residual_control  # noqa: E402
 
 from ttc_plugins.types import ControlPlan, ControlSpec  # noqa: E402
 
@@ -45,7 +45,7 @@ def test_token_slots_dedup_specs_and_leave_plain_tokens_at_minus_one():
 
 @pytest.mark.parametrize("mode", ["add", "project"])
 @pytest.mark.parametrize("preserve", [False, True])
-def test_reference_update_matches_the_steering_semantics_per_token(mode, preserve):
+def test_update_matches_the_steering_semantics_per_token(mode, preserve):
     g = torch.Generator().manual_seed(0)
     hidden = torch.randn(5, H, generator=g)
     original = hidden.clone()
@@ -53,7 +53,7 @@ def test_reference_update_matches_the_steering_semantics_per_token(mode, preserv
     slot = torch.tensor([1, -1, 0, 1, -1])
     modes = torch.tensor([1 if mode == "project" else 0] * 2, dtype=torch.int32)
     keep = torch.tensor([preserve] * 2)
-    residual_control_reference(hidden, slot, vectors, torch.tensor([0.5, 3.0]), modes, keep)
+    residual_control(hidden, slot, vectors, torch.tensor([0.5, 3.0]), modes, keep)
     scales = [0.5, 3.0]
     for n, s in enumerate(slot.tolist()):
         if s < 0:

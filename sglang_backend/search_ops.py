@@ -1,0 +1,297 @@
+""":class:`~ttc_plugins.search.engine.EngineOps` over an in-process ``sglang.Engine``.
+
+Semantics mirror the reference :class:`~ttc_plugins.testing.memory_engine.MemoryEngine` and
+:class:`~ttc_plugins.vllm_backend.search_ops.VLLMEngineOps`:
+
+- ``extend``: every continuation of every request of one call is one entry of ONE
+  ``Engine.async_generate(input_ids=[...], sampling_params=[...])`` call (the prompts are the
+  branches' token ids, so children of a branch share its KV through SGLang's radix cache).
+  Continuation ``i`` of a request carries ``sampling_seed=continuation_seed(seed, sampling_key, i)``
+  (the same derivation as MemoryEngine and VLLMEngineOps); temperature 0 is greedy. A step ends at
+  the first ``stop`` string (``"stop"``), the ``delimiter`` (``"delimiter"``, kept: ``no_stop_trim``),
+  EOS (``"eos"``, the EOS token kept in ``token_ids``) or ``max_tokens`` (``"length"``).
+  ``Step.text`` is the decoded ``token_ids``; ``Step.logprob`` the summed raw log-probabilities of the
+  sampled tokens; ``Step.tokens_reused`` the request's ``meta_info["cached_tokens"]`` (radix hits,
+  token granular with ``page_size`` 1, at most ``len(prompt) - 1``).
+- ``score_logprobs``: input-token logprobs (``return_logprob`` with ``logprob_start_len``) of
+  context + continuation;
+- ``verify_prob``: the top logprobs of the next token (``top_logprobs_num``); a yes/no token outside
+  the top-k is read exactly from ``token_ids_logprob`` of the same request;
+- ``embed``: the embedder (default :class:`~ttc_plugins.testing.memory_engine.HashingEmbedder`);
+- ``kv_stats``: tokens computed vs reused (from ``cached_tokens``) and KV pages held / peak: the
+  scheduler's ``num_used_tokens`` (SGLang's load snapshot, ``TokenizerManager.get_loads``: KV slots
+  held by running requests) polled every ``kv_poll_s`` while a batch runs, divided by the page size.
+
+Two SGLang facts shape this (sglang 0.5.23):
+
+- per-request ``sampling_seed`` is honoured only by an engine started with
+  ``enable_deterministic_inference=True`` (otherwise the sampler never reads it). SGLang refuses that
+  flag with the ``torch_native`` attention backend, i.e. on CPU. ``seeded=True`` (the default)
+  therefore refuses an engine without it; ``seeded=False`` samples without seeds (results then
+  depend on the engine's global generator and on the batch). Greedy steps are batch-independent
+  either way.
+- returned logprobs are those of the temperature-scaled distribution unless the engine processes
+  run with ``SGLANG_RETURN_ORIGINAL_LOGPROB=1``. At temperature 0 or 1 they are the raw ones; for
+  other temperatures (and without that variable) the step tokens are re-scored in one more batched
+  call (input logprobs; the prefix is a radix hit, so only the step's tokens are recomputed).
+
+SGLang is imported lazily: importing this module does not require it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+from typing import Any, Callable, Sequence
+
+from ttc_plugins.search.engine import ExtendRequest, VerifyRequest
+from ttc_plugins.testing.memory_engine import HashingEmbedder, continuation_seed
+from ttc_plugins.types import KVStats, RequestContext, Step
+
+__all__ = ["SGLangEngineOps", "sampling_params"]
+
+ORIGINAL_LOGPROB_ENV = "SGLANG_RETURN_ORIGINAL_LOGPROB"
+
+
+def sampling_params(req: ExtendRequest, index: int, *, seeded: bool) -> dict[str, Any]:
+    """SGLang ``sampling_params`` of continuation ``index`` of ``req``: greedy at temperature 0,
+    stop strings then the delimiter (kept in the output), and with ``seeded`` the continuation's
+    ``sampling_seed`` (:func:`~ttc_plugins.testing.memory_engine.continuation_seed`)."""
+    s, until = req.sampling, req.until
+    greedy = s.temperature <= 0
+    stop = list(dict.fromkeys(x for x in (*until.stop, until.delimiter) if x))
+    sp: dict[str, Any] = {
+        "max_new_tokens": until.max_tokens, "temperature": 0.0 if greedy else float(s.temperature),
+        "top_p": 1.0 if greedy else float(s.top_p), "no_stop_trim": True, "skip_special_tokens": True,
+    }
+    if stop:
+        sp["stop"] = stop
+    if seeded and not greedy:
+        sp["sampling_seed"] = continuation_seed(s.seed, req.sampling_key, index)
+    return sp
+
+
+class SGLangEngineOps:
+    """EngineOps over an in-process ``sglang.Engine`` (see the module docstring).
+
+    :param engine: the engine (``sgl.Engine(...)``), used by one caller at a time.
+    :param embedder: texts -> L2-normalised vectors (default: ``HashingEmbedder()``).
+    :param pm: plugin manager; ``ttc_kv_report`` is called after each continuation.
+    :param seeded: pass per-continuation ``sampling_seed`` s (batch-independent sampling); needs an
+        engine with ``enable_deterministic_inference=True`` (construction raises otherwise).
+    :param add_bos: prepend the tokenizer's BOS in :meth:`encode` (as MemoryEngine does).
+    :param kv_poll_s: how often the scheduler's KV usage is polled while a batch runs; ``None``
+        turns polling off (``blocks_held`` / ``peak_blocks`` then stay 0).
+    :param top_logprobs: k of the top-k read by :meth:`verify_prob`.
+    """
+
+    name = "sglang"
+
+    def __init__(self, engine: Any, *, embedder: Callable[[Sequence[str]], list[list[float]]] | None = None,
+                 pm: Any = None, seeded: bool = True, add_bos: bool = True, kv_poll_s: float | None = 0.005,
+                 top_logprobs: int = 20):
+        self.engine = engine
+        args = getattr(engine, "server_args", None)
+        if seeded and not getattr(args, "enable_deterministic_inference", False):
+            raise ValueError(
+                "SGLangEngineOps: seeded sampling needs sgl.Engine(enable_deterministic_inference=True) "
+                "(SGLang ignores sampling_seed otherwise; sglang 0.5.23 refuses that flag with the "
+                "torch_native attention backend, so on CPU pass seeded=False)")
+        self.seeded = seeded
+        self.tokenizer = engine.tokenizer_manager.tokenizer
+        self.embedder = embedder or HashingEmbedder()
+        self.pm = pm
+        self.add_bos = add_bos
+        self.kv_poll_s = kv_poll_s
+        self.top_logprobs = max(1, int(top_logprobs))
+        self.page_size = int(getattr(args, "page_size", None) or 1)
+        self.raw_logprobs_always = os.environ.get(ORIGINAL_LOGPROB_ENV, "").strip().lower() in ("1", "true")
+        self.stats = KVStats()
+        self.calls = {"extend": 0, "score_logprobs": 0, "verify_prob": 0, "embed": 0}
+        self.sequences = 0
+        self.engine_calls = 0
+        self.rescored = 0
+        self.kv_samples = 0
+        self.peak_used_tokens = 0
+
+    # -- EngineOps ------------------------------------------------------------------------------
+    def encode(self, text: str) -> list[int]:
+        ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        bos = getattr(self.tokenizer, "bos_token_id", None)
+        if self.add_bos and bos is not None and (not ids or ids[0] != bos):
+            ids = [bos] + ids
+        return ids
+
+    def extend(self, requests: Sequence[ExtendRequest]) -> list[list[Step]]:
+        self.calls["extend"] += 1
+        prompts: list[list[int]] = []
+        params: list[dict[str, Any]] = []
+        owner: list[int] = []
+        for ri, req in enumerate(requests):
+            if req.n < 1:
+                raise ValueError(f"ExtendRequest.n must be >= 1, got {req.n}")
+            ids = list(req.branch.all_token_ids)
+            if not ids:
+                raise ValueError(f"branch {req.branch.id!r} has no tokens to continue from")
+            for i in range(req.n):
+                prompts.append(ids)
+                params.append(sampling_params(req, i, seeded=self.seeded))
+                owner.append(ri)
+        outs = self._run(prompts, params, return_logprob=True)
+        steps = [self._to_step(requests[ri], o) for ri, o in zip(owner, outs)]
+        # logprobs of a temperature-scaled distribution: re-score the step tokens (one batch)
+        redo = [j for j, ri in enumerate(owner)
+                if not self._engine_logprobs_are_raw(requests[ri].sampling.temperature) and steps[j].token_ids]
+        if redo:
+            self.rescored += len(redo)
+            vals = self._input_logprobs([prompts[j] + list(steps[j].token_ids) for j in redo],
+                                        [len(prompts[j]) for j in redo])
+            for j, v in zip(redo, vals):
+                steps[j] = Step(branch_id=steps[j].branch_id, text=steps[j].text, token_ids=steps[j].token_ids,
+                                stop_reason=steps[j].stop_reason, logprob=v, tokens_reused=steps[j].tokens_reused)
+        out: list[list[Step]] = [[] for _ in requests]
+        for ri, prompt, step in zip(owner, prompts, steps):
+            req = requests[ri]
+            out[ri].append(step)
+            computed = len(prompt) - step.tokens_reused + len(step.token_ids)
+            self.stats.tokens_computed += computed
+            self.stats.tokens_reused += step.tokens_reused
+            self.sequences += 1
+            if self.pm is not None:
+                ctx: RequestContext = req.ctx
+                self.pm.hook.ttc_kv_report(
+                    ctx=ctx, stats=KVStats(tokens_computed=computed, tokens_reused=step.tokens_reused,
+                                           blocks_held=self.stats.blocks_held, peak_blocks=self.stats.peak_blocks))
+        return out
+
+    def score_logprobs(self, pairs: Sequence[tuple[Sequence[int], Sequence[int]]]) -> list[float]:
+        self.calls["score_logprobs"] += 1
+        todo = [(i, list(c), list(x)) for i, (c, x) in enumerate(pairs) if len(x) > 0]
+        for _, context, _ in todo:
+            if not context:
+                raise ValueError("score_logprobs needs a non-empty context (the first token has no logprob)")
+        out = [0.0] * len(pairs)
+        if todo:
+            values = self._input_logprobs([c + x for _, c, x in todo], [len(c) for _, c, _ in todo])
+            for (i, _, _), v in zip(todo, values):
+                out[i] = v
+        return out
+
+    def verify_prob(self, requests: Sequence[VerifyRequest]) -> list[float]:
+        self.calls["verify_prob"] += 1
+        if not requests:
+            return []
+        prompts = [self.encode(r.prompt) for r in requests]
+        wanted = [(self._first_token(r.yes), None if r.no is None else self._first_token(r.no)) for r in requests]
+        sp = {"max_new_tokens": 1, "temperature": 0.0}
+        outs = self._run(prompts, [dict(sp) for _ in prompts], return_logprob=True,
+                         top_logprobs_num=self.top_logprobs,
+                         token_ids_logprob=[[t for t in dict.fromkeys(w) if t is not None] for w in wanted])
+        res = []
+        for prompt, (yes, no), o in zip(prompts, wanted, outs):
+            meta = o["meta_info"]
+            self._count_plain(len(prompt), o)
+            top = {int(t): float(lp) for lp, t, *_ in (meta.get("output_top_logprobs") or [[]])[0] or []}
+            exact = {int(t): float(lp) for lp, t, *_ in (meta.get("output_token_ids_logprobs") or [[]])[0] or []}
+            got = {t: top[t] if t in top else exact[t] for t in (yes, no) if t is not None}
+            p_yes = math.exp(got[yes])
+            if no is None:
+                res.append(p_yes)
+            else:
+                p_no = math.exp(got[no])
+                res.append(p_yes / (p_yes + p_no) if p_yes + p_no > 0 else 0.5)
+        return res
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        self.calls["embed"] += 1
+        return self.embedder(list(texts))
+
+    def kv_stats(self) -> KVStats:
+        return KVStats(tokens_computed=self.stats.tokens_computed, tokens_reused=self.stats.tokens_reused,
+                       blocks_held=self.stats.blocks_held, peak_blocks=self.stats.peak_blocks)
+
+    # -- engine ---------------------------------------------------------------------------------
+    def _run(self, prompts: Sequence[Sequence[int]], params: Sequence[dict[str, Any]], **kw: Any) -> list[dict]:
+        """One batched ``async_generate`` over every prompt, polling the scheduler's KV usage while
+        it runs; returns one output dict per prompt, in order."""
+        if not prompts:
+            return []
+        eng = self.engine
+        self.engine_calls += 1
+
+        async def go():
+            task = asyncio.ensure_future(
+                eng.async_generate(input_ids=[list(p) for p in prompts], sampling_params=list(params), **kw))
+            if self.kv_poll_s is not None:
+                while not task.done():
+                    await self._sample_kv()
+                    await asyncio.wait({task}, timeout=self.kv_poll_s)
+            return await task
+
+        outs = eng.loop.run_until_complete(go())
+        outs = outs if isinstance(outs, list) else [outs]
+        if len(outs) != len(prompts):
+            raise RuntimeError(f"SGLangEngineOps: {len(outs)} outputs for {len(prompts)} prompts")
+        return outs
+
+    async def _sample_kv(self) -> None:
+        loads = await self.engine.tokenizer_manager.get_loads()
+        used = sum(int(getattr(s, "num_used_tokens", 0) or 0) for s in loads)
+        self.kv_samples += 1
+        self.peak_used_tokens = max(self.peak_used_tokens, used)
+        held = -(-used // self.page_size)
+        self.stats.blocks_held = held
+        self.stats.peak_blocks = max(self.stats.peak_blocks, held)
+
+    def _engine_logprobs_are_raw(self, temperature: float) -> bool:
+        return self.raw_logprobs_always or temperature <= 0 or temperature == 1.0
+
+    def _input_logprobs(self, seqs: Sequence[Sequence[int]], starts: Sequence[int]) -> list[float]:
+        """Summed input-token logprobs of ``seq[start:]`` for each sequence (one batch)."""
+        sp = {"max_new_tokens": 1, "temperature": 0.0}
+        outs = self._run(seqs, [dict(sp) for _ in seqs], return_logprob=True,
+                         logprob_start_len=[s - 1 for s in starts])
+        vals = []
+        for seq, start, o in zip(seqs, starts, outs):
+            self._count_plain(len(seq), o)
+            entries = o["meta_info"]["input_token_logprobs"]  # positions start - 1 .. len(seq) - 1
+            tail = entries[len(entries) - (len(seq) - start):]
+            if [int(t) for _, t, *_ in tail] != list(seq[start:]) or any(lp is None for lp, *_ in tail):
+                raise RuntimeError("SGLangEngineOps: input logprobs do not line up with the scored tokens")
+            vals.append(float(sum(lp for lp, *_ in tail)))
+        return vals
+
+    def _count_plain(self, prompt_len: int, o: dict) -> None:
+        meta = o["meta_info"]
+        reused = int(meta.get("cached_tokens") or 0)
+        self.stats.tokens_reused += reused
+        self.stats.tokens_computed += prompt_len - reused + int(meta.get("completion_tokens") or 0)
+        self.sequences += 1
+
+    def _first_token(self, text: str) -> int:
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise ValueError(f"{text!r} encodes to no token")
+        return int(ids[0])
+
+    def _to_step(self, req: ExtendRequest, o: dict) -> Step:
+        meta = o["meta_info"]
+        lps = meta.get("output_token_logprobs") or []
+        ids = o.get("output_ids")
+        tokens = tuple(int(t) for t in (ids if ids is not None else [t for _, t, *_ in lps]))
+        logprob = float(sum(lp for lp, *_ in lps if lp is not None))
+        fin = meta.get("finish_reason") or {}
+        kind, matched = fin.get("type"), fin.get("matched")
+        if kind == "length":
+            reason = "length"
+        elif kind == "stop":
+            if isinstance(matched, str):
+                reason = "stop" if matched in req.until.stop else "delimiter"
+            else:  # a token id: EOS (or one of the model's extra EOS ids)
+                reason = "eos"
+        else:
+            raise RuntimeError(f"SGLang request for branch {req.branch.id!r} ended with {fin!r}")
+        text = self.tokenizer.decode(list(tokens), skip_special_tokens=True)
+        return Step(branch_id=req.branch.id, text=text, token_ids=tokens, stop_reason=reason, logprob=logprob,
+                    tokens_reused=int(meta.get("cached_tokens") or 0))

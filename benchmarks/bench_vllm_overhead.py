@@ -1,16 +1,20 @@
 """Overhead of ttc-plugins on vLLM when installed but unused (not a test).
 
-Each engine runs in a fresh child process the way a user starts one (``vllm.LLM``, multiprocess,
-eager), alternating two modes in one run so drift on a shared machine hits both equally:
+Each engine runs in a fresh child process (``vllm.LLM``, eager, in-process engine core so that the
+process's CPU time covers all of vLLM's work), alternating two modes in one run so drift on a
+shared machine hits both equally:
 
-- ``off``: ``VLLM_PLUGINS=""`` -- the general plugin never runs, vLLM's own model class is used and
-  the logits processor (loaded by vLLM regardless of ``VLLM_PLUGINS``) stays inert; this is the
-  "not installed" baseline;
+- ``off``: not installed, as far as vLLM can tell: the child hides every entry point of
+  ttc-plugins from ``importlib.metadata`` before importing vLLM, so neither the general plugin nor
+  the logits processor loads and vLLM runs its own model class;
 - ``on``: the plugin installed and registered (TTC model class, both frontend patches, logits
   processor) but no ``additional_config.ttc`` and no request with ``ttc``.
 
 Workload per measurement: ``--prompts`` prompts of 32 random tokens, ``--max-tokens`` greedy tokens
-each (ignore_eos), one ``generate`` call; median over ``--repeats`` after one warm-up.
+each (ignore_eos), one ``generate`` call; median over ``--repeats`` after one warm-up. Two ratios
+are reported: wall-clock throughput, and CPU time per token (the process's user+system time). On a
+shared machine other work inflates wall time at random, while the CPU time a process spends is
+what the plugin's overhead actually costs; the CPU-time ratio is the one to read there.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_vllm_overhead.py --model tiny --rounds 3
     OMP_NUM_THREADS=1 python benchmarks/bench_vllm_overhead.py --model smollm2 --rounds 3
@@ -45,9 +49,27 @@ def _model_path(name: str) -> str:
     return name
 
 
+def _hide_ttc_entry_points() -> None:
+    """Make this process look like ttc-plugins is not installed (for vLLM's plugin loaders)."""
+    import importlib.metadata as md
+
+    real = md.entry_points
+
+    def entry_points(**params):
+        eps = real(**params)
+        if not isinstance(eps, md.EntryPoints):  # the no-argument form (a mapping of groups)
+            return eps
+        return md.EntryPoints(ep for ep in eps if not ep.value.startswith("ttc_plugins"))
+
+    md.entry_points = entry_points
+
+
 def child(args: argparse.Namespace) -> None:
     import random
 
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    if args.mode == "off":
+        _hide_ttc_entry_points()
     from vllm import LLM, SamplingParams
 
     kwargs = dict(model=args.model_path, enforce_eager=True, max_model_len=1024, seed=0,
@@ -62,14 +84,15 @@ def child(args: argparse.Namespace) -> None:
     prompts = [{"prompt_token_ids": [rng.randrange(10, vocab - 10) for _ in range(32)]} for _ in range(args.prompts)]
     sp = SamplingParams(max_tokens=args.max_tokens, temperature=0.0, ignore_eos=True)
     llm.generate(prompts, sp, use_tqdm=False)  # warm-up
-    times = []
+    times, cpu = [], []
     for _ in range(args.repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         outs = llm.generate(prompts, sp, use_tqdm=False)
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
         assert sum(len(o.outputs[0].token_ids) for o in outs) == args.prompts * args.max_tokens
-    registered = __import__("ttc_plugins.vllm_backend", fromlist=["is_registered"]).is_registered()
-    Path(args.out).write_text(json.dumps({"mode": args.mode, "times": times, "registered": registered}))
+    registered = "ttc_plugins.vllm_backend" in sys.modules and sys.modules["ttc_plugins.vllm_backend"].is_registered()
+    Path(args.out).write_text(json.dumps({"mode": args.mode, "times": times, "cpu": cpu, "registered": registered}))
 
 
 def main() -> None:
@@ -91,13 +114,12 @@ def main() -> None:
     model_path = _model_path(args.model)
     tokens = args.prompts * args.max_tokens
     per_mode: dict[str, list[float]] = {"off": [], "on": []}
+    cpu_mode: dict[str, list[float]] = {"off": [], "on": []}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
             for mode in ("off", "on") if r % 2 == 0 else ("on", "off"):
                 out = Path(tmp) / f"{mode}-{r}.json"
                 env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-                if mode == "off":
-                    env["VLLM_PLUGINS"] = ""
                 cmd = [sys.executable, __file__, "--child", "--mode", mode, "--model-path", model_path, "--out", str(out),
                        "--prompts", str(args.prompts), "--max-tokens", str(args.max_tokens),
                        "--repeats", str(args.repeats)]
@@ -105,28 +127,37 @@ def main() -> None:
                 res = json.loads(out.read_text())
                 assert res["registered"] == (mode == "on"), res
                 per_mode[mode].append(statistics.median(res["times"]))
-                print(f"round {r} {mode}: median {per_mode[mode][-1]:.3f}s -> {tokens / per_mode[mode][-1]:.0f} tok/s",
-                      flush=True)
+                cpu_mode[mode].append(statistics.median(res["cpu"]))
+                print(f"round {r} {mode}: median {per_mode[mode][-1]:.3f}s wall, {cpu_mode[mode][-1]:.3f}s cpu "
+                      f"-> {tokens / per_mode[mode][-1]:.0f} tok/s", flush=True)
     off, on = statistics.median(per_mode["off"]), statistics.median(per_mode["on"])
+    cpu_off, cpu_on = statistics.median(cpu_mode["off"]), statistics.median(cpu_mode["on"])
     ratio = off / on  # throughput(on) / throughput(off)
+    cpu_ratio = cpu_off / cpu_on  # tokens per CPU-second, on / off
     summary = (f"{args.model}: off {tokens / off:.0f} tok/s, on (installed, unused) {tokens / on:.0f} tok/s, "
-               f"ratio {ratio:.3f}")
+               f"wall ratio {ratio:.3f}, CPU-time ratio {cpu_ratio:.3f}")
     print(summary)
     if args.results:
         import vllm
 
-        cmd = f"OMP_NUM_THREADS=1 python benchmarks/bench_vllm_overhead.py --model {args.model} --rounds {args.rounds}"
+        cmd = (f"OMP_NUM_THREADS=1 python benchmarks/bench_vllm_overhead.py --model {args.model} --rounds {args.rounds}"
+               f" --repeats {args.repeats} --prompts {args.prompts} --max-tokens {args.max_tokens}")
+        results = os.path.relpath(args.results.resolve(), ROOT)
         lines = [
             f"# vLLM overhead of ttc-plugins installed but unused ({args.model})", "",
-            f"Command: `{cmd} --results {args.results}`", "",
+            f"Command: `{cmd} --results {results}`", "",
             f"- machine: {platform.node()} / {platform.machine()} / {os.cpu_count()} CPUs (shared), {platform.platform()}",
-            f"- vLLM {vllm.__version__}, eager, multiprocess, prefix caching off, float dtype from the model",
+            f"- vLLM {vllm.__version__}, eager, in-process engine core, prefix caching off, float dtype from the model",
+            f"- load average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())} (other work shared the machine)",
             f"- workload: {args.prompts} prompts x 32 tokens, {args.max_tokens} greedy tokens each; median of "
             f"{args.repeats} after a warm-up, per engine; {args.rounds} engines per mode, alternating", "",
-            "| mode | per-engine medians (s) | median | tok/s |", "|---|---|---|---|",
-            f"| off (`VLLM_PLUGINS=\"\"`) | {', '.join(f'{t:.3f}' for t in per_mode['off'])} | {off:.3f} | {tokens / off:.0f} |",
-            f"| on (installed, unused) | {', '.join(f'{t:.3f}' for t in per_mode['on'])} | {on:.3f} | {tokens / on:.0f} |",
-            "", f"**Throughput ratio on/off: {ratio:.3f}** (target >= 0.98)", "",
+            "| mode | per-engine wall medians (s) | wall median | tok/s | per-engine CPU medians (s) | CPU median |",
+            "|---|---|---|---|---|---|",
+            f"| off (not installed) | {', '.join(f'{t:.3f}' for t in per_mode['off'])} | {off:.3f} | {tokens / off:.0f} "
+            f"| {', '.join(f'{t:.3f}' for t in cpu_mode['off'])} | {cpu_off:.3f} |",
+            f"| on (installed, unused) | {', '.join(f'{t:.3f}' for t in per_mode['on'])} | {on:.3f} | {tokens / on:.0f} "
+            f"| {', '.join(f'{t:.3f}' for t in cpu_mode['on'])} | {cpu_on:.3f} |",
+            "", f"**Throughput ratio on/off: wall {ratio:.3f}, CPU time {cpu_ratio:.3f}** (target >= 0.98)", "",
         ]
         args.results.write_text("\n".join(lines))
 

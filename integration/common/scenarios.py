@@ -89,3 +89,5 @@ def mixed_batch(generate: Generate, reference: Generate, plain_reference: list[R
 
 #: a prompt spanning several KV blocks (block size 128 on CPU), for prefix-cache isolation
 LONG_PROMPT = _prompt(100, 460)
+# The steering used on LONG_PROMPT by the prefix-cache isolation and fork scenarios.
+LONG_STEER = {"control": {"name": "steering", "layers": [1, 3], "vector": _vec(11), "scale": 3.0}}

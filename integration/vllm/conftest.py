@@ -131,7 +131,7 @@ def _batches(long_ttc: dict) -> list[dict]:
     ]
 
 
-LONG_STEER = {"control": {"name": "steering", "layers": [1, 3], "vector": scenarios._vec(11), "scale": 3.0}}
+LONG_STEER = scenarios.LONG_STEER
 
 
 @pytest.fixture(scope="session")

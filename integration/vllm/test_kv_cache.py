@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ttc_vllm_engine as engine
-from conftest import LONG_STEER
 
 from integration.common import scenarios
 
@@ -13,10 +12,10 @@ LONG = scenarios.LONG_PROMPT
 def test_prefix_cache_isolation_eager(eager_llm, reference):
     eager_llm.reset_prefix_cache()
     plain_ref = reference([LONG], [None], 4)
-    steered_ref = reference([LONG], [LONG_STEER], 4)
+    steered_ref = reference([LONG], [scenarios.LONG_STEER], 4)
     assert plain_ref[0][0] != steered_ref[0][0] or abs(plain_ref[0][1][0] - steered_ref[0][1][0]) > 1e-2
     (first, o1), = engine.generate(eager_llm, [LONG], [None], 4, with_outputs=True)
-    (steered, o2), = engine.generate(eager_llm, [LONG], [LONG_STEER], 4, with_outputs=True)
+    (steered, o2), = engine.generate(eager_llm, [LONG], [scenarios.LONG_STEER], 4, with_outputs=True)
     (plain, o3), = engine.generate(eager_llm, [LONG], [None], 4, with_outputs=True)
     scenarios.assert_matches([first, plain], plain_ref * 2, "unsteered")
     scenarios.assert_matches([steered], steered_ref, "steered after unsteered")
@@ -28,7 +27,7 @@ def test_prefix_cache_isolation_compiled(compiled_run, reference):
     result, _ = compiled_run
     rows = [(b[0]["token_ids"], b[0]["logprobs"]) for b in result["batches"][2:5]]
     scenarios.assert_matches([rows[0], rows[2]], reference([LONG], [None], 4) * 2, "compiled unsteered")
-    scenarios.assert_matches([rows[1]], reference([LONG], [LONG_STEER], 4), "compiled steered")
+    scenarios.assert_matches([rows[1]], reference([LONG], [scenarios.LONG_STEER], 4), "compiled steered")
     assert result["batches"][3][0]["ttc"]["kv"]["tokens_reused"] == 0
     assert result["batches"][4][0]["num_cached_tokens"] >= 384
 
@@ -54,9 +53,9 @@ def test_kv_accounting_and_prefix_fork(eager_llm, reference):
     name = pm.register(Recorder(), name="test-kv-recorder")
     try:
         eager_llm.reset_prefix_cache()
-        (parent, po), = engine.generate(eager_llm, [LONG], [LONG_STEER], 8, with_outputs=True)
+        (parent, po), = engine.generate(eager_llm, [LONG], [scenarios.LONG_STEER], 8, with_outputs=True)
         child_prompt = LONG + parent[0]
-        (child, co), = engine.generate(eager_llm, [child_prompt], [LONG_STEER], 4, with_outputs=True)
+        (child, co), = engine.generate(eager_llm, [child_prompt], [scenarios.LONG_STEER], 4, with_outputs=True)
     finally:
         pm.unregister(name)
     assert po.ttc["kv"] == {"tokens_computed": len(LONG) + 8, "tokens_reused": 0, "blocks_held": 4, "peak_blocks": 4}
@@ -65,7 +64,7 @@ def test_kv_accounting_and_prefix_fork(eager_llm, reference):
     assert co.ttc["kv"]["tokens_computed"] == len(child_prompt) - reused + 4
     assert co.ttc["control_key"] == po.ttc["control_key"]
     # the forked continuation equals continuing the parent in the reference
-    scenarios.assert_matches([child], reference([child_prompt], [LONG_STEER], 4), "fork")
+    scenarios.assert_matches([child], reference([child_prompt], [scenarios.LONG_STEER], 4), "fork")
     kinds = [type(x[1]).__name__ for x in seen]
     assert kinds == ["KVStats", "str", "KVStats", "str"], seen
     assert seen[0][1].tokens_reused == 0 and seen[2][1].tokens_reused == reused

@@ -8,6 +8,7 @@ one ``embed``. Searches at different stages advance together.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from collections import defaultdict
@@ -21,7 +22,7 @@ from .base import EmbedOp, ExtendOp, ScoreOp, SearchState, SearchStrategy, Selec
 from .engine import EngineOps
 from .result import Candidate, SearchResult
 
-__all__ = ["SearchPrompt", "resolve_search", "run_search"]
+__all__ = ["SearchPrompt", "arun_search", "resolve_search", "run_search"]
 
 _request_ids = itertools.count()
 
@@ -78,6 +79,63 @@ def run_search(
     :param pm: the plugin manager (default: the process-wide one).
     :raises TTCParamError: on invalid parameters, before any engine call.
     """
+    rounds = _rounds(engine_ops, prompts, params, pm)
+    try:
+        call = next(rounds)
+        while True:
+            kind, arg = call
+            if kind == "extend":
+                value = engine_ops.extend(arg)
+            elif kind == "score":
+                scorer, batch = arg
+                value = scorer.score(batch, engine_ops)
+            else:
+                value = engine_ops.embed(arg)
+            call = rounds.send(value)
+    except StopIteration as done:
+        return done.value
+
+
+async def arun_search(
+    engine_ops: Any,
+    prompts: Sequence[str | SearchPrompt],
+    params: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+    *,
+    pm=None,
+) -> list[SearchResult]:
+    """:func:`run_search` for an asynchronous engine (the same rounds, the same results).
+
+    ``engine_ops`` is an EngineOps whose batch calls are also coroutines: ``aextend(requests)``
+    and ``aembed(texts)``. Scorers are synchronous (``scorer.score(batch, engine_ops)``), so a
+    scoring call runs in a worker thread (``engine_ops.ascore(scorer, batch)`` when the engine
+    provides it, else ``asyncio.to_thread``); the engine calls it makes there (``verify_prob``,
+    ``score_logprobs``) must be safe to call from a thread other than the event loop's (as they
+    are in :class:`ttc_plugins.vllm_backend.search_async.AsyncVLLMEngineOps`). The event loop is
+    free while the engine works, so concurrent searches of other callers interleave.
+    """
+    rounds = _rounds(engine_ops, prompts, params, pm)
+    try:
+        call = next(rounds)
+        while True:
+            kind, arg = call
+            if kind == "extend":
+                value = await engine_ops.aextend(arg)
+            elif kind == "score":
+                scorer, batch = arg
+                ascore = getattr(engine_ops, "ascore", None)
+                value = await (ascore(scorer, batch) if ascore is not None
+                               else asyncio.to_thread(scorer.score, batch, engine_ops))
+            else:
+                value = await engine_ops.aembed(arg)
+            call = rounds.send(value)
+    except StopIteration as done:
+        return done.value
+
+
+def _rounds(engine_ops, prompts, params, pm):
+    """The driver: a generator that yields each batched engine call as ``("extend", requests)``,
+    ``("score", (scorer, items))`` or ``("embed", texts)`` and is sent its result; it returns the
+    results. :func:`run_search` and :func:`arun_search` differ only in how they make the calls."""
     if pm is None:
         from ..manager import get_plugin_manager
 
@@ -124,7 +182,7 @@ def run_search(
         extends = [s for s in pending if isinstance(s["op"], ExtendOp)]
         if extends:
             reqs = [r for s in extends for r in s["op"].requests]
-            out = engine_ops.extend(reqs)
+            out = yield ("extend", reqs)
             if len(out) != len(reqs):
                 raise RuntimeError(f"engine extend returned {len(out)} results for {len(reqs)} requests")
             i = 0
@@ -142,7 +200,7 @@ def run_search(
             scorer = group[0]["state"].scorer
             batch = [ScoreItem(prompt=s["state"].prompt, branch=b, reference=s["state"].reference)
                      for s in group for b in s["op"].branches]
-            out = scorer.score(batch, engine_ops)
+            out = yield ("score", (scorer, batch))
             i = 0
             for s in group:
                 n = len(s["op"].branches)
@@ -151,7 +209,7 @@ def run_search(
         embeds = [s for s in pending if isinstance(s["op"], EmbedOp)]
         if embeds:
             texts = [t for s in embeds for t in s["op"].texts]
-            out = engine_ops.embed(texts)
+            out = yield ("embed", texts)
             i = 0
             for s in embeds:
                 n = len(s["op"].texts)

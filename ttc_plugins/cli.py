@@ -413,9 +413,12 @@ def generate(
     err_console().print(f"[dim]{engine.value}: {elapsed:.1f} s (model load + generation)[/dim]", highlight=False)
 
 
-from .commands.run import run as _run  # noqa: E402  (sub-commands live in ttc_plugins.commands)
+# Sub-commands with their own modules (ttc_plugins.commands), attached after the app exists.
+from .commands.bench import bench as _bench  # noqa: E402
+from .commands.run import run as _run  # noqa: E402
 
 app.command("run")(_run)
+app.command("bench")(_bench)
 
 
 def main(argv: list[str] | None = None) -> int:

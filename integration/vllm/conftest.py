@@ -142,6 +142,14 @@ def no_plugin_run(tiny_model, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def compiled_no_plugin_run(tiny_model, tmp_path_factory):
+    """torch.compile on, plugin filtered out: the compiled "without the plugin" reference."""
+    spec = {"model": tiny_model, "eager": False, "ttc": None, "plugin": False, "batches": [_batches(LONG_STEER)[1]]}
+    spec["batches"][0] = {**spec["batches"][0], "ttcs": [None] * len(scenarios.PROMPTS)}
+    return run_child(spec, tmp_path_factory.mktemp("compiled_no_plugin"), {"VLLM_PLUGINS": ""})
+
+
+@pytest.fixture(scope="session")
 def compiled_run(tiny_model, tmp_path_factory):
     spec = {"model": tiny_model, "eager": False, "ttc": {}, "batches": _batches(LONG_STEER)}
     return run_child(spec, tmp_path_factory.mktemp("compiled"), {})

@@ -34,11 +34,14 @@ def test_named_vector_from_engine_config(eager_llm, reference, named_vector):
                              "named vector")
 
 
-def test_mixed_batch_compiled_matches_hf_reference(compiled_run, reference, no_plugin_run):
+def test_mixed_batch_compiled_matches_hf_reference(compiled_run, reference, no_plugin_run, compiled_no_plugin_run):
     result, _ = compiled_run
     plain_batch, mixed = _rows(result["batches"][0]), _rows(result["batches"][1])
     scenarios.mixed_batch(lambda p, t, n: mixed, reference)
     idx = scenarios.plain_indices(scenarios.MIXED_TTCS)
+    # plain rows: bit-identical to the same batch on a compiled engine without the plugin
+    nop = _rows(compiled_no_plugin_run[0]["batches"][0])
+    scenarios.assert_bit_identical([mixed[i] for i in idx], [nop[i] for i in idx], "compiled plain rows vs no plugin")
     # plain rows are bit-identical to the same rows in an all-plain batch of the same compiled engine
     scenarios.assert_bit_identical([mixed[i] for i in idx], [plain_batch[i] for i in idx], "compiled plain rows")
     # and equal (greedy) / close (logprobs) to the eager engine without the plugin

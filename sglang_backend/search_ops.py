@@ -41,13 +41,13 @@ SGLang is imported lazily: importing this module does not require it.
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 from typing import Any, Callable, Sequence
 
 from ttc_plugins.search.engine import ExtendRequest, VerifyRequest
-from ttc_plugins.testing.memory_engine import HashingEmbedder, continuation_seed
-from ttc_plugins.types import KVStats, RequestContext, Step
+from ttc_plugins.search.engine_base import EngineOpsBase
+from ttc_plugins.testing.memory_engine import continuation_seed
+from ttc_plugins.types import Step
 
 __all__ = ["SGLangEngineOps", "sampling_params"]
 
@@ -72,7 +72,7 @@ def sampling_params(req: ExtendRequest, index: int, *, seeded: bool) -> dict[str
     return sp
 
 
-class SGLangEngineOps:
+class SGLangEngineOps(EngineOpsBase):
     """EngineOps over an in-process ``sglang.Engine`` (see the module docstring).
 
     :param engine: the engine (``sgl.Engine(...)``), used by one caller at a time.
@@ -99,45 +99,22 @@ class SGLangEngineOps:
                 "(SGLang ignores sampling_seed otherwise; sglang 0.5.23 refuses that flag with the "
                 "torch_native attention backend, so on CPU pass seeded=False)")
         self.seeded = seeded
-        self.tokenizer = engine.tokenizer_manager.tokenizer
-        self.embedder = embedder or HashingEmbedder()
-        self.pm = pm
-        self.add_bos = add_bos
+        self._init_base(engine.tokenizer_manager.tokenizer, embedder=embedder, pm=pm, add_bos=add_bos)
         self.kv_poll_s = kv_poll_s
         self.top_logprobs = max(1, int(top_logprobs))
         self.page_size = int(getattr(args, "page_size", None) or 1)
         self.raw_logprobs_always = os.environ.get(ORIGINAL_LOGPROB_ENV, "").strip().lower() in ("1", "true")
-        self.stats = KVStats()
-        self.calls = {"extend": 0, "score_logprobs": 0, "verify_prob": 0, "embed": 0}
-        self.sequences = 0
         self.engine_calls = 0
         self.rescored = 0
         self.kv_samples = 0
         self.peak_used_tokens = 0
 
     # -- EngineOps ------------------------------------------------------------------------------
-    def encode(self, text: str) -> list[int]:
-        ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-        bos = getattr(self.tokenizer, "bos_token_id", None)
-        if self.add_bos and bos is not None and (not ids or ids[0] != bos):
-            ids = [bos] + ids
-        return ids
-
     def extend(self, requests: Sequence[ExtendRequest]) -> list[list[Step]]:
-        self.calls["extend"] += 1
-        prompts: list[list[int]] = []
-        params: list[dict[str, Any]] = []
-        owner: list[int] = []
-        for ri, req in enumerate(requests):
-            if req.n < 1:
-                raise ValueError(f"ExtendRequest.n must be >= 1, got {req.n}")
-            ids = list(req.branch.all_token_ids)
-            if not ids:
-                raise ValueError(f"branch {req.branch.id!r} has no tokens to continue from")
-            for i in range(req.n):
-                prompts.append(ids)
-                params.append(sampling_params(req, i, seeded=self.seeded))
-                owner.append(ri)
+        todo = self._continuations(requests)
+        prompts = [ids for _, _, ids in todo]
+        params = [sampling_params(requests[ri], i, seeded=self.seeded) for ri, i, _ in todo]
+        owner = [ri for ri, _, _ in todo]
         outs = self._run(prompts, params, return_logprob=True)
         steps = [self._to_step(requests[ri], o) for ri, o in zip(owner, outs)]
         # logprobs of a temperature-scaled distribution: re-score the step tokens (one batch)
@@ -145,38 +122,12 @@ class SGLangEngineOps:
                 if not self._engine_logprobs_are_raw(requests[ri].sampling.temperature) and steps[j].token_ids]
         if redo:
             self.rescored += len(redo)
-            vals = self._input_logprobs([prompts[j] + list(steps[j].token_ids) for j in redo],
+            vals = self._prompt_token_logprobs([prompts[j] + list(steps[j].token_ids) for j in redo],
                                         [len(prompts[j]) for j in redo])
             for j, v in zip(redo, vals):
                 steps[j] = Step(branch_id=steps[j].branch_id, text=steps[j].text, token_ids=steps[j].token_ids,
                                 stop_reason=steps[j].stop_reason, logprob=v, tokens_reused=steps[j].tokens_reused)
-        out: list[list[Step]] = [[] for _ in requests]
-        for ri, prompt, step in zip(owner, prompts, steps):
-            req = requests[ri]
-            out[ri].append(step)
-            computed = len(prompt) - step.tokens_reused + len(step.token_ids)
-            self.stats.tokens_computed += computed
-            self.stats.tokens_reused += step.tokens_reused
-            self.sequences += 1
-            if self.pm is not None:
-                ctx: RequestContext = req.ctx
-                self.pm.hook.ttc_kv_report(
-                    ctx=ctx, stats=KVStats(tokens_computed=computed, tokens_reused=step.tokens_reused,
-                                           blocks_held=self.stats.blocks_held, peak_blocks=self.stats.peak_blocks))
-        return out
-
-    def score_logprobs(self, pairs: Sequence[tuple[Sequence[int], Sequence[int]]]) -> list[float]:
-        self.calls["score_logprobs"] += 1
-        todo = [(i, list(c), list(x)) for i, (c, x) in enumerate(pairs) if len(x) > 0]
-        for _, context, _ in todo:
-            if not context:
-                raise ValueError("score_logprobs needs a non-empty context (the first token has no logprob)")
-        out = [0.0] * len(pairs)
-        if todo:
-            values = self._input_logprobs([c + x for _, c, x in todo], [len(c) for _, c, _ in todo])
-            for (i, _, _), v in zip(todo, values):
-                out[i] = v
-        return out
+        return self._account(requests, owner, prompts, steps)
 
     def verify_prob(self, requests: Sequence[VerifyRequest]) -> list[float]:
         self.calls["verify_prob"] += 1
@@ -191,25 +142,12 @@ class SGLangEngineOps:
         res = []
         for prompt, (yes, no), o in zip(prompts, wanted, outs):
             meta = o["meta_info"]
-            self._count_plain(len(prompt), o)
+            self._count_output(len(prompt), o)
             top = {int(t): float(lp) for lp, t, *_ in (meta.get("output_top_logprobs") or [[]])[0] or []}
             exact = {int(t): float(lp) for lp, t, *_ in (meta.get("output_token_ids_logprobs") or [[]])[0] or []}
             got = {t: top[t] if t in top else exact[t] for t in (yes, no) if t is not None}
-            p_yes = math.exp(got[yes])
-            if no is None:
-                res.append(p_yes)
-            else:
-                p_no = math.exp(got[no])
-                res.append(p_yes / (p_yes + p_no) if p_yes + p_no > 0 else 0.5)
+            res.append(self._yes_probability(got[yes], None if no is None else got[no]))
         return res
-
-    def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        self.calls["embed"] += 1
-        return self.embedder(list(texts))
-
-    def kv_stats(self) -> KVStats:
-        return KVStats(tokens_computed=self.stats.tokens_computed, tokens_reused=self.stats.tokens_reused,
-                       blocks_held=self.stats.blocks_held, peak_blocks=self.stats.peak_blocks)
 
     # -- engine ---------------------------------------------------------------------------------
     def _run(self, prompts: Sequence[Sequence[int]], params: Sequence[dict[str, Any]], **kw: Any) -> list[dict]:
@@ -247,14 +185,14 @@ class SGLangEngineOps:
     def _engine_logprobs_are_raw(self, temperature: float) -> bool:
         return self.raw_logprobs_always or temperature <= 0 or temperature == 1.0
 
-    def _input_logprobs(self, seqs: Sequence[Sequence[int]], starts: Sequence[int]) -> list[float]:
+    def _prompt_token_logprobs(self, seqs: Sequence[Sequence[int]], starts: Sequence[int]) -> list[float]:
         """Summed input-token logprobs of ``seq[start:]`` for each sequence (one batch)."""
         sp = {"max_new_tokens": 1, "temperature": 0.0}
         outs = self._run(seqs, [dict(sp) for _ in seqs], return_logprob=True,
                          logprob_start_len=[s - 1 for s in starts])
         vals = []
         for seq, start, o in zip(seqs, starts, outs):
-            self._count_plain(len(seq), o)
+            self._count_output(len(seq), o)
             entries = o["meta_info"]["input_token_logprobs"]  # positions start - 1 .. len(seq) - 1
             tail = entries[len(entries) - (len(seq) - start):]
             if [int(t) for _, t, *_ in tail] != list(seq[start:]) or any(lp is None for lp, *_ in tail):
@@ -262,18 +200,9 @@ class SGLangEngineOps:
             vals.append(float(sum(lp for lp, *_ in tail)))
         return vals
 
-    def _count_plain(self, prompt_len: int, o: dict) -> None:
+    def _count_output(self, prompt_len: int, o: dict) -> None:
         meta = o["meta_info"]
-        reused = int(meta.get("cached_tokens") or 0)
-        self.stats.tokens_reused += reused
-        self.stats.tokens_computed += prompt_len - reused + int(meta.get("completion_tokens") or 0)
-        self.sequences += 1
-
-    def _first_token(self, text: str) -> int:
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        if not ids:
-            raise ValueError(f"{text!r} encodes to no token")
-        return int(ids[0])
+        self._count_plain(prompt_len, int(meta.get("cached_tokens") or 0), int(meta.get("completion_tokens") or 0))
 
     def _to_step(self, req: ExtendRequest, o: dict) -> Step:
         meta = o["meta_info"]

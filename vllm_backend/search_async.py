@@ -36,8 +36,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ttc_plugins.search.engine import ExtendRequest
-from ttc_plugins.testing.memory_engine import HashingEmbedder
-from ttc_plugins.types import KVStats, Step
+from ttc_plugins.types import Step
 
 from .search_ops import KV_USAGE_METRIC, VLLMEngineOps
 
@@ -70,11 +69,8 @@ class AsyncVLLMEngineOps(VLLMEngineOps):
         self.client = engine_client
         self.engine = engine_client
         self.loop = loop or asyncio.get_running_loop()
-        self.tokenizer = engine_client.renderer.get_tokenizer()
-        self.embedder = embedder or HashingEmbedder()
-        self.pm = pm
+        self._init_base(engine_client.renderer.get_tokenizer(), embedder=embedder, pm=pm, add_bos=add_bos)
         self.seeded = seeded
-        self.add_bos = add_bos
         cfg = engine_client.vllm_config
         if seeded and getattr(cfg.scheduler_config, "enable_chunked_prefill", False):
             raise ValueError(f"AsyncVLLMEngineOps: {CHUNKED_PREFILL_MESSAGE}")
@@ -82,9 +78,6 @@ class AsyncVLLMEngineOps(VLLMEngineOps):
         self.total_blocks = int(getattr(cfg.cache_config, "num_gpu_blocks", 0) or 0)
         self.max_logprobs = int(getattr(cfg.model_config, "max_logprobs", 20) or 20)
         self.log_stats = bool(getattr(engine_client, "log_stats", False))
-        self.stats = KVStats()
-        self.calls = {"extend": 0, "score_logprobs": 0, "verify_prob": 0, "embed": 0}
-        self.sequences = 0
         self.engine_steps = 0  # outputs received (the async engine steps on its own)
         self._usage_samples = 0
         self._lock = threading.Lock()  # counters are updated from worker threads

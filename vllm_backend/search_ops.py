@@ -37,8 +37,9 @@ import itertools
 from typing import Any, Callable, Sequence
 
 from ttc_plugins.search.engine import ExtendRequest, VerifyRequest
-from ttc_plugins.testing.memory_engine import HashingEmbedder, continuation_seed
-from ttc_plugins.types import KVStats, RequestContext, Step
+from ttc_plugins.search.engine_base import EngineOpsBase
+from ttc_plugins.testing.memory_engine import continuation_seed
+from ttc_plugins.types import Step
 
 __all__ = ["VLLMEngineOps", "llm_kwargs"]
 
@@ -60,7 +61,7 @@ def llm_kwargs(model: str, *, max_model_len: int = 2048, kv_cache_memory_bytes: 
     return kw
 
 
-class VLLMEngineOps:
+class VLLMEngineOps(EngineOpsBase):
     """EngineOps over an in-process ``vllm.LLM`` (see the module docstring).
 
     :param llm: the engine. Seeded sampling requires chunked prefill off (see :func:`llm_kwargs`);
@@ -78,11 +79,8 @@ class VLLMEngineOps:
                  pm: Any = None, seeded: bool = True, add_bos: bool = True):
         self.llm = llm
         self.engine = llm.llm_engine
-        self.tokenizer = llm.get_tokenizer()
-        self.embedder = embedder or HashingEmbedder()
-        self.pm = pm
+        self._init_base(llm.get_tokenizer(), embedder=embedder, pm=pm, add_bos=add_bos)
         self.seeded = seeded
-        self.add_bos = add_bos
         cfg = getattr(self.engine, "vllm_config", None)
         sched = getattr(cfg, "scheduler_config", None)
         cache = getattr(cfg, "cache_config", None)
@@ -96,76 +94,32 @@ class VLLMEngineOps:
         model_config = getattr(self.engine, "model_config", None) or getattr(llm, "model_config", None)
         self.max_logprobs = int(getattr(model_config, "max_logprobs", 20) or 20)
         self.log_stats = bool(getattr(self.engine, "log_stats", False))
-        self.stats = KVStats()
-        self.calls = {"extend": 0, "score_logprobs": 0, "verify_prob": 0, "embed": 0}
-        self.sequences = 0
         self.engine_steps = 0
         self._usage_samples = 0
 
     # -- EngineOps ------------------------------------------------------------------------------
-    def encode(self, text: str) -> list[int]:
-        ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-        bos = getattr(self.tokenizer, "bos_token_id", None)
-        if self.add_bos and bos is not None and (not ids or ids[0] != bos):
-            ids = [bos] + ids
-        return ids
-
     def extend(self, requests: Sequence[ExtendRequest]) -> list[list[Step]]:
         from vllm import SamplingParams
 
-        self.calls["extend"] += 1
-        prompts: list[list[int]] = []
-        params: list[Any] = []
-        owner: list[tuple[int, int]] = []
-        for ri, req in enumerate(requests):
-            if req.n < 1:
-                raise ValueError(f"ExtendRequest.n must be >= 1, got {req.n}")
-            ids = list(req.branch.all_token_ids)
-            if not ids:
-                raise ValueError(f"branch {req.branch.id!r} has no tokens to continue from")
+        todo = self._continuations(requests)
+        params = []
+        for ri, i, _ in todo:
+            req = requests[ri]
             s, until = req.sampling, req.until
             stop = [x for x in (*until.stop, until.delimiter) if x]
-            for i in range(req.n):
-                greedy = s.temperature <= 0
-                sp = SamplingParams(
-                    n=1, max_tokens=until.max_tokens, temperature=0.0 if greedy else s.temperature,
-                    top_p=1.0 if greedy else s.top_p,
-                    seed=None if greedy or not self.seeded else continuation_seed(s.seed, req.sampling_key, i),
-                    stop=list(dict.fromkeys(stop)), include_stop_str_in_output=True, logprobs=0,
-                    skip_special_tokens=True,
-                )
-                prompts.append(ids)
-                params.append(sp)
-                owner.append((ri, i))
+            greedy = s.temperature <= 0
+            params.append(SamplingParams(
+                n=1, max_tokens=until.max_tokens, temperature=0.0 if greedy else s.temperature,
+                top_p=1.0 if greedy else s.top_p,
+                seed=None if greedy or not self.seeded else continuation_seed(s.seed, req.sampling_key, i),
+                stop=list(dict.fromkeys(stop)), include_stop_str_in_output=True, logprobs=0,
+                skip_special_tokens=True,
+            ))
+        prompts = [ids for _, _, ids in todo]
+        owners = [ri for ri, _, _ in todo]
         outputs = self._run(prompts, params)
-        out: list[list[Step]] = [[] for _ in requests]
-        for (ri, _), prompt, o in zip(owner, prompts, outputs):
-            req = requests[ri]
-            step = self._to_step(req, o)
-            out[ri].append(step)
-            computed = len(prompt) - step.tokens_reused + len(step.token_ids)
-            self.stats.tokens_computed += computed
-            self.stats.tokens_reused += step.tokens_reused
-            self.sequences += 1
-            if self.pm is not None:
-                ctx: RequestContext = req.ctx
-                self.pm.hook.ttc_kv_report(
-                    ctx=ctx, stats=KVStats(tokens_computed=computed, tokens_reused=step.tokens_reused,
-                                           blocks_held=self.stats.blocks_held, peak_blocks=self.stats.peak_blocks))
-        return out
-
-    def score_logprobs(self, pairs: Sequence[tuple[Sequence[int], Sequence[int]]]) -> list[float]:
-        self.calls["score_logprobs"] += 1
-        todo = [(i, list(c), list(x)) for i, (c, x) in enumerate(pairs) if len(x) > 0]
-        for _, context, _ in todo:
-            if not context:
-                raise ValueError("score_logprobs needs a non-empty context (the first token has no logprob)")
-        out = [0.0] * len(pairs)
-        if todo:
-            values = self._prompt_token_logprobs([c + x for _, c, x in todo], [len(c) for _, c, _ in todo])
-            for (i, _, _), v in zip(todo, values):
-                out[i] = v
-        return out
+        steps = [self._to_step(requests[ri], o) for ri, o in zip(owners, outputs)]
+        return self._account(requests, owners, prompts, steps)
 
     def verify_prob(self, requests: Sequence[VerifyRequest]) -> list[float]:
         from vllm import SamplingParams
@@ -181,7 +135,7 @@ class VLLMEngineOps:
         found: list[dict[int, float]] = []
         missing: list[tuple[int, int]] = []  # (request index, token)
         for ri, (o, toks) in enumerate(zip(outs, wanted)):
-            self._count_plain(len(prompts[ri]), o)
+            self._count_output(len(prompts[ri]), o)
             top = o.outputs[0].logprobs[0] if o.outputs[0].logprobs else {}
             got = {t: float(top[t].logprob) for t in toks if t is not None and t in top}
             found.append(got)
@@ -191,25 +145,8 @@ class VLLMEngineOps:
                                                [len(prompts[ri]) for ri, _ in missing])
             for (ri, t), v in zip(missing, vals):
                 found[ri][t] = v
-        import math
-
-        res = []
-        for (yes, no), got in zip(wanted, found):
-            p_yes = math.exp(got[yes])
-            if no is None:
-                res.append(p_yes)
-            else:
-                p_no = math.exp(got[no])
-                res.append(p_yes / (p_yes + p_no) if p_yes + p_no > 0 else 0.5)
-        return res
-
-    def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        self.calls["embed"] += 1
-        return self.embedder(list(texts))
-
-    def kv_stats(self) -> KVStats:
-        return KVStats(tokens_computed=self.stats.tokens_computed, tokens_reused=self.stats.tokens_reused,
-                       blocks_held=self.stats.blocks_held, peak_blocks=self.stats.peak_blocks)
+        return [self._yes_probability(got[yes], None if no is None else got[no])
+                for (yes, no), got in zip(wanted, found)]
 
     # -- engine ---------------------------------------------------------------------------------
     def _run(self, prompts: Sequence[Sequence[int]], params: Sequence[Any]) -> list[Any]:
@@ -266,22 +203,13 @@ class VLLMEngineOps:
         outs = self._run(seqs, [sp] * len(seqs))
         vals = []
         for seq, start, o in zip(seqs, starts, outs):
-            self._count_plain(len(seq), o)
+            self._count_output(len(seq), o)
             plp = o.prompt_logprobs
             vals.append(float(sum(plp[j][seq[j]].logprob for j in range(start, len(seq)))))
         return vals
 
-    def _count_plain(self, prompt_len: int, o: Any) -> None:
-        reused = int(o.num_cached_tokens or 0)
-        self.stats.tokens_reused += reused
-        self.stats.tokens_computed += prompt_len - reused + len(o.outputs[0].token_ids)
-        self.sequences += 1
-
-    def _first_token(self, text: str) -> int:
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        if not ids:
-            raise ValueError(f"{text!r} encodes to no token")
-        return int(ids[0])
+    def _count_output(self, prompt_len: int, o: Any) -> None:
+        self._count_plain(prompt_len, int(o.num_cached_tokens or 0), len(o.outputs[0].token_ids))
 
     def _to_step(self, req: ExtendRequest, o: Any) -> Step:
         c = o.outputs[0]

@@ -1,0 +1,113 @@
+"""What every engine-backed :class:`~.engine.EngineOps` shares, so a backend writes only its
+engine calls: tokenization, embedding, request validation, KV accounting (and the
+``ttc_kv_report`` hook), the ``score_logprobs`` scaffold and the yes/no arithmetic of
+``verify_prob``."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Sequence
+
+from ..types import KVStats, RequestContext, Step
+from .engine import ExtendRequest
+
+
+class EngineOpsBase:
+    """Subclasses call :meth:`_init_base` and implement ``extend``, ``verify_prob`` and
+    ``_prompt_token_logprobs(seqs, starts)`` (summed logprobs of ``seq[start:]`` per sequence)."""
+
+    def _init_base(self, tokenizer: Any, *, embedder: Callable[[Sequence[str]], list[list[float]]] | None,
+                   pm: Any, add_bos: bool) -> None:
+        from ..testing.memory_engine import HashingEmbedder
+
+        self.tokenizer = tokenizer
+        self.embedder = embedder or HashingEmbedder()
+        self.pm = pm
+        self.add_bos = add_bos
+        self.stats = KVStats()
+        self.calls = {"extend": 0, "score_logprobs": 0, "verify_prob": 0, "embed": 0}
+        self.sequences = 0
+
+    # -- EngineOps ------------------------------------------------------------------------------
+    def encode(self, text: str) -> list[int]:
+        ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        bos = getattr(self.tokenizer, "bos_token_id", None)
+        if self.add_bos and bos is not None and (not ids or ids[0] != bos):
+            ids = [bos] + ids
+        return ids
+
+    def score_logprobs(self, pairs: Sequence[tuple[Sequence[int], Sequence[int]]]) -> list[float]:
+        self.calls["score_logprobs"] += 1
+        todo = [(i, list(c), list(x)) for i, (c, x) in enumerate(pairs) if len(x) > 0]
+        for _, context, _ in todo:
+            if not context:
+                raise ValueError("score_logprobs needs a non-empty context (the first token has no logprob)")
+        out = [0.0] * len(pairs)
+        if todo:
+            values = self._prompt_token_logprobs([c + x for _, c, x in todo], [len(c) for _, c, _ in todo])
+            for (i, _, _), v in zip(todo, values):
+                out[i] = v
+        return out
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        self.calls["embed"] += 1
+        return self.embedder(list(texts))
+
+    def kv_stats(self) -> KVStats:
+        return KVStats(tokens_computed=self.stats.tokens_computed, tokens_reused=self.stats.tokens_reused,
+                       blocks_held=self.stats.blocks_held, peak_blocks=self.stats.peak_blocks)
+
+    # -- shared pieces ----------------------------------------------------------------------------
+    def _prompt_token_logprobs(self, seqs: Sequence[Sequence[int]], starts: Sequence[int]) -> list[float]:
+        raise NotImplementedError
+
+    def _continuations(self, requests: Sequence[ExtendRequest]) -> list[tuple[int, int, list[int]]]:
+        """``(request index, continuation index, prompt ids)`` for every continuation asked for."""
+        self.calls["extend"] += 1
+        out = []
+        for ri, req in enumerate(requests):
+            if req.n < 1:
+                raise ValueError(f"ExtendRequest.n must be >= 1, got {req.n}")
+            ids = list(req.branch.all_token_ids)
+            if not ids:
+                raise ValueError(f"branch {req.branch.id!r} has no tokens to continue from")
+            out += [(ri, i, ids) for i in range(req.n)]
+        return out
+
+    def _account(self, requests: Sequence[ExtendRequest], owners: Sequence[int],
+                 prompts: Sequence[Sequence[int]], steps: Sequence[Step]) -> list[list[Step]]:
+        """Group steps by request, count tokens computed vs reused, report each continuation."""
+        out: list[list[Step]] = [[] for _ in requests]
+        for ri, prompt, step in zip(owners, prompts, steps):
+            out[ri].append(step)
+            computed = len(prompt) - step.tokens_reused + len(step.token_ids)
+            self.stats.tokens_computed += computed
+            self.stats.tokens_reused += step.tokens_reused
+            self.sequences += 1
+            if self.pm is not None:
+                ctx: RequestContext = requests[ri].ctx
+                self.pm.hook.ttc_kv_report(
+                    ctx=ctx, stats=KVStats(tokens_computed=computed, tokens_reused=step.tokens_reused,
+                                           blocks_held=self.stats.blocks_held, peak_blocks=self.stats.peak_blocks))
+        return out
+
+    def _count_plain(self, prompt_len: int, reused: int, generated: int) -> None:
+        """Account an engine call that is not a search step (verification, scoring)."""
+        self.stats.tokens_reused += reused
+        self.stats.tokens_computed += prompt_len - reused + generated
+        self.sequences += 1
+
+    def _first_token(self, text: str) -> int:
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise ValueError(f"{text!r} encodes to no token")
+        return int(ids[0])
+
+    @staticmethod
+    def _yes_probability(logprob_yes: float, logprob_no: float | None) -> float:
+        """``P(yes)``, or ``P(yes) / (P(yes) + P(no))`` when a ``no`` token is given."""
+        p_yes = math.exp(logprob_yes)
+        if logprob_no is None:
+            return p_yes
+        p_no = math.exp(logprob_no)
+        return p_yes / (p_yes + p_no) if p_yes + p_no > 0 else 0.5

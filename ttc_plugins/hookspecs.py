@@ -119,9 +119,12 @@ def ttc_accept_token(ctx: "RequestContext", token_id: int, position: int) -> boo
     :param ctx: the request.
     :param token_id: the sampled token.
     :param position: its index among the request's output tokens (0 for the first).
-    :return: ``False`` rejects the token: the backend ends the request there with finish reason
-        ``"rejected"`` (the token stays in the output, so the reason is inspectable); ``True``
-        or ``None`` accepts. Stops at the first non-None result.
+    :return: ``False`` rejects the token: the backend ends the request there (the token stays in
+        the output, so the reason is inspectable). SGLang finishes it with finish reason
+        ``"rejected"``; vLLM, where a logits processor cannot finish a request, lets the row
+        sample only EOS next, so the output ends with the rejected token and EOS (a request with
+        ``ignore_eos`` is not stopped). ``True`` or ``None`` accepts. Stops at the first non-None
+        result.
 
     Called in the worker before the next step's logits are processed, only for opted-in
     requests and only when some plugin implements it.

@@ -35,6 +35,9 @@ class RowState:
     ctx: RequestContext
     output_token_ids: Sequence[int]
     has_decoding: bool
+    #: output tokens already put to ``ttc_accept_token``; set once one was rejected
+    judged: int = 0
+    rejected: bool = False
 
 
 @dataclass

@@ -5,7 +5,10 @@ tracks the persistent batch through vLLM's ``BatchUpdate`` stream, so it also ke
 :class:`~.control_state.ControlState` current for the residual-control op.
 
 Requests without a ``ttc`` section are never touched: ``apply`` returns the logits unchanged when no
-row opted in, and otherwise edits only opted-in rows (through ``ttc_process_logits``). When the
+row opted in, and otherwise edits only opted-in rows (through ``ttc_process_logits``). Token
+acceptance: before each step, the tokens an opted-in request sampled since the last step go to
+``ttc_accept_token``; after a rejection the row may only sample EOS, which ends the request there
+(a logits processor cannot finish a request itself; a request with ``ignore_eos`` keeps going). When the
 ``ttc`` general plugin was filtered out (``VLLM_PLUGINS``), the processor stays inert: vLLM loads
 logits processors regardless of that allow-list.
 """
@@ -43,6 +46,8 @@ class TTCLogitsProcessor(LogitsProcessor):
         self.primary = self.enabled and self.state.claim(self)
         self.decoding_rows: dict[int, control_state.RowState] = {}
         self._pm = None
+        eos = getattr(vllm_config.model_config.hf_config, "eos_token_id", None)
+        self.eos_token_id = eos[0] if isinstance(eos, (list, tuple)) else eos
 
     def is_argmax_invariant(self) -> bool:
         # Decoders (force_token, ban_tokens) change the argmax of the rows that name them.
@@ -77,6 +82,8 @@ class TTCLogitsProcessor(LogitsProcessor):
             self.state.rows_changed()
 
     def apply(self, logits: torch.Tensor) -> torch.Tensor:
+        if self.primary and self.state.rows and self._pm is not None and self._pm.has_impls("ttc_accept_token"):
+            self._judge_tokens(logits)
         if not self.decoding_rows:
             return logits
         num_rows = logits.shape[0]
@@ -88,3 +95,17 @@ class TTCLogitsProcessor(LogitsProcessor):
         if rows:
             self._pm.hook.ttc_process_logits(batch=LogitsBatch(logits=logits, rows=rows))
         return logits
+
+    def _judge_tokens(self, logits: torch.Tensor) -> None:
+        """Relay ``ttc_accept_token`` for new tokens of opted-in rows; a rejected row gets EOS only."""
+        for i, row in self.state.rows.items():
+            if i >= logits.shape[0]:
+                continue
+            out = row.output_token_ids
+            while not row.rejected and row.judged < len(out):
+                verdict = self._pm.hook.ttc_accept_token(ctx=row.ctx, token_id=int(out[row.judged]), position=row.judged)
+                row.rejected = verdict is False
+                row.judged += 1
+            if row.rejected and self.eos_token_id is not None:
+                logits[i].fill_(float("-inf"))
+                logits[i, self.eos_token_id] = 0.0

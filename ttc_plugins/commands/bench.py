@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import shlex
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -29,16 +28,15 @@ import typer
 from rich.console import Console
 
 from ..errors import TTCError, TTCParamError
-from .engine_env import default_engine_name, prepare_engine_env
+from .engine_env import default_engine_name
 from .run import (
     MethodReport,
     RunEngine,
-    _open_engine,
-    _prompter,
     greedy_config,
     parse_params,
     search_config,
     solve,
+    start_engine,
     summarize,
 )
 
@@ -292,18 +290,8 @@ def bench(
                           *[a for p in param for a in ("--param", p)], "--engine", engine.value,
                           *(["--model", str(model)] if model is not None else []), "--out", str(out),
                           *(["--raw"] if raw else [])])
-    prepare_engine_env(engine.value)
-    if model is None:
-        from ..model import default_model_path
-
-        model = default_model_path()
-
+    model, make_ops, prompt, load_s = start_engine(engine, model, pm, raw=raw)
     err = Console(stderr=True)
-    t_load = time.perf_counter()
-    with err.status(f"starting {engine.value} on {model.name}"):
-        make_ops, tokenizer = _open_engine(engine, model, pm)
-    load_s = time.perf_counter() - t_load
-    prompt = _prompter(tokenizer, chat=not raw)
 
     # One discarded greedy search first, so the first measured run does not pay the engine's
     # first-call costs (kernel selection, allocator growth) in its wall time.

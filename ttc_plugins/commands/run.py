@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from enum import Enum
@@ -298,6 +297,21 @@ def _prompter(tokenizer: Any, chat: bool) -> Callable[[Any], str]:
 
 
 # -- the command --------------------------------------------------------------------------------
+def start_engine(engine: RunEngine, model: Optional[Path], pm: Any, *, raw: bool = False
+                 ) -> tuple[Path, Callable[[], Any], Callable[[Any], str], float]:
+    """Load one engine for a command: ``(model dir, a factory of fresh EngineOps, the problem ->
+    prompt function, seconds it took)``. ``model=None`` is the default model (prepared on first use)."""
+    prepare_engine_env(engine.value)
+    if model is None:
+        from ..model import default_model_path
+
+        model = default_model_path()
+    t_load = time.perf_counter()
+    with Console(stderr=True).status(f"starting {engine.value} on {model.name}"):
+        make_ops, tokenizer = _open_engine(engine, model, pm)
+    return model, make_ops, _prompter(tokenizer, chat=not raw), time.perf_counter() - t_load
+
+
 def run(
     problems: str = typer.Option("arith", "--problems", "-p", help="Bundled problem set (arith, modular)."),
     n: int = typer.Option(20, "--n", min=1, help="Number of problems."),
@@ -329,18 +343,8 @@ def run(
     engine = engine or RunEngine(default_engine_name())
     if model is not None and not (model / "config.json").is_file():
         raise typer.BadParameter(f"{model}: not a model directory (no config.json)", param_hint="--model")
-    prepare_engine_env(engine.value)
-    if model is None:
-        from ..model import default_model_path
-
-        model = default_model_path()
-
+    model, make_ops, prompt, load_s = start_engine(engine, model, pm, raw=raw)
     err = Console(stderr=True)
-    t_load = time.perf_counter()
-    with err.status(f"starting {engine.value} on {model.name}"):
-        make_ops, tokenizer = _open_engine(engine, model, pm)
-    load_s = time.perf_counter() - t_load
-    prompt = _prompter(tokenizer, chat=not raw)
 
     reports: list[MethodReport] = []
     per_method: dict[str, list[Any]] = {}

@@ -116,15 +116,13 @@ def math_equal(answer: str | None, reference: str | None, *, tol: float = 1e-9) 
     return False
 
 
-class IntegerAnswer(Scorer):
-    """1.0 when the path's final answer is the reference integer."""
+class _FinalAnswerScorer(Scorer):
+    """Outcome scorer: 1.0 when the path's extracted final answer matches the reference."""
 
-    name = "integer_answer"
     kind = "outcome"
 
-    class Params(BaseModel):
-        model_config = ConfigDict(extra="forbid", frozen=True)
-        missing_score: float = Field(0.0, description="score of a path that states no answer")
+    def matches(self, answer: str, reference) -> bool:
+        raise NotImplementedError
 
     def score(self, items: Sequence[ScoreItem], engine) -> list[Score]:
         out = []
@@ -133,31 +131,35 @@ class IntegerAnswer(Scorer):
             if ans is None:
                 out.append(self._score(self.params.missing_score, answer=None))
             else:
-                out.append(self._score(1.0 if integers_equal(ans, it.reference) else 0.0, answer=ans))
+                out.append(self._score(1.0 if self.matches(ans, it.reference) else 0.0, answer=ans))
         return out
 
 
-class MathAnswer(Scorer):
+class IntegerAnswer(_FinalAnswerScorer):
+    """1.0 when the path's final answer is the reference integer."""
+
+    name = "integer_answer"
+
+    class Params(BaseModel):
+        model_config = ConfigDict(extra="forbid", frozen=True)
+        missing_score: float = Field(0.0, description="score of a path that states no answer")
+
+    def matches(self, answer: str, reference) -> bool:
+        return integers_equal(answer, reference)
+
+
+class MathAnswer(_FinalAnswerScorer):
     """1.0 when the path's final answer equals the reference (numbers or sympy expressions)."""
 
     name = "math_answer"
-    kind = "outcome"
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid", frozen=True)
         missing_score: float = 0.0
         tolerance: float = Field(1e-9, ge=0.0)
 
-    def score(self, items: Sequence[ScoreItem], engine) -> list[Score]:
-        out = []
-        for it in items:
-            ans = extract_answer(it.branch.text)
-            if ans is None:
-                out.append(self._score(self.params.missing_score, answer=None))
-            else:
-                ok = math_equal(ans, it.reference, tol=self.params.tolerance)
-                out.append(self._score(1.0 if ok else 0.0, answer=ans))
-        return out
+    def matches(self, answer: str, reference) -> bool:
+        return math_equal(answer, reference, tol=self.params.tolerance)
 
 
 @hookimpl

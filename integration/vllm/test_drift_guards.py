@@ -51,6 +51,11 @@ def test_seam_output_processor():
     src = inspect.getsource(RequestState)
     for attr in ("self.num_cached_tokens", "self.external_req_id", "self.prompt_token_ids", "self.detokenizer"):
         assert attr in src, attr
+    # the reporting method is bound per opted-in state: vLLM must call it through the instance
+    assert not hasattr(RequestState, "__slots__"), "RequestState gained __slots__: cannot bind per instance"
+    from vllm.v1.engine import output_processor
+
+    assert "req_state.make_request_output(" in inspect.getsource(output_processor.OutputProcessor)
 
 
 def test_seam_logits_processor_interface():

@@ -3,14 +3,16 @@
 Why: per-request KV accounting (prompt tokens reused from the prefix cache vs tokens computed)
 must reach the ``ttc_kv_report`` / ``ttc_request_finished`` hooks in the frontend and the caller's
 results; vLLM computes ``num_cached_tokens`` per request but has no finish callback.
-How: ``from_new_request`` keeps the request's ``extra_args`` on the state when it opted in;
-``make_request_output`` calls the hooks once the request finished and attaches the summary to the
-``RequestOutput`` as ``output.ttc``. Plain requests are untouched. See LEDGER.md.
+How: ``from_new_request`` gives the state of an opted-in request its own ``make_request_output``
+(bound on the instance), which calls the hooks once the request finished and attaches the summary
+to the ``RequestOutput`` as ``output.ttc``. The class method is not replaced: plain requests run
+vLLM's own per-step path with no wrapper in it. See LEDGER.md.
 """
 
 from __future__ import annotations
 
 import functools
+import types
 
 from .. import frontend
 
@@ -32,19 +34,20 @@ def apply() -> None:
         state = original_new(cls, tokenizer, request, *args, **kwargs)
         sp = request.sampling_params
         extra = sp.extra_args if sp is not None else None
-        state._ttc_extra = extra if extra and extra.get("ttc") is not None else None
-        state._ttc_reported = False
+        if extra and extra.get("ttc") is not None:
+            state._ttc_extra = extra
+            state._ttc_reported = False
+            state.make_request_output = types.MethodType(reporting_make_request_output, state)
         return state
 
     @functools.wraps(original_make)
-    def make_request_output(self, new_token_ids, pooling_output, finish_reason, *args, **kwargs):
+    def reporting_make_request_output(self, new_token_ids, pooling_output, finish_reason, *args, **kwargs):
         output = original_make(self, new_token_ids, pooling_output, finish_reason, *args, **kwargs)
-        extra = getattr(self, "_ttc_extra", None)
-        if extra is None or finish_reason is None or self._ttc_reported:
+        if finish_reason is None or self._ttc_reported:
             return output
         self._ttc_reported = True
         summary = frontend.report_finished(
-            extra,
+            self._ttc_extra,
             self.external_req_id,
             self.prompt_token_ids,
             list(self.detokenizer.output_token_ids),
@@ -57,5 +60,4 @@ def apply() -> None:
         return output
 
     RequestState.from_new_request = classmethod(from_new_request)
-    RequestState.make_request_output = make_request_output
     _applied = True

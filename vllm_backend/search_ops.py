@@ -128,25 +128,14 @@ class VLLMEngineOps(EngineOpsBase):
         if not requests:
             return []
         prompts = [self.encode(r.prompt) for r in requests]
-        wanted = [(self._first_token(r.yes), None if r.no is None else self._first_token(r.no)) for r in requests]
         k = max(1, min(self.max_logprobs, 20)) if self.max_logprobs >= 0 else 20
         sp = SamplingParams(n=1, max_tokens=1, temperature=0.0, logprobs=k)
-        outs = self._run(prompts, [sp] * len(prompts))
-        found: list[dict[int, float]] = []
-        missing: list[tuple[int, int]] = []  # (request index, token)
-        for ri, (o, toks) in enumerate(zip(outs, wanted)):
-            self._count_output(len(prompts[ri]), o)
+        tops = []
+        for p, o in zip(prompts, self._run(prompts, [sp] * len(prompts))):
+            self._count_output(len(p), o)
             top = o.outputs[0].logprobs[0] if o.outputs[0].logprobs else {}
-            got = {t: float(top[t].logprob) for t in toks if t is not None and t in top}
-            found.append(got)
-            missing += [(ri, t) for t in dict.fromkeys(toks) if t is not None and t not in got]
-        if missing:  # outside the top-k: exact logprob of that token as a one-token continuation
-            vals = self._prompt_token_logprobs([prompts[ri] + [t] for ri, t in missing],
-                                               [len(prompts[ri]) for ri, _ in missing])
-            for (ri, t), v in zip(missing, vals):
-                found[ri][t] = v
-        return [self._yes_probability(got[yes], None if no is None else got[no])
-                for (yes, no), got in zip(wanted, found)]
+            tops.append({int(t): float(lp.logprob) for t, lp in top.items()})
+        return self._verify_from_top(requests, prompts, tops)
 
     # -- engine ---------------------------------------------------------------------------------
     def _run(self, prompts: Sequence[Sequence[int]], params: Sequence[Any]) -> list[Any]:

@@ -145,6 +145,25 @@ def test_python_run_search_on_an_equivalent_engine_finds_the_same_answer(first, 
     assert local.counters.model_calls == rep["counters"]["model_calls"]
 
 
+def test_the_same_search_driven_over_http_by_the_client_finds_the_same_answer(first, search_server, eager_llm):
+    """The peers' way (the search loop in the client, one HTTP request per continuation) on the
+    same server: same seeds, same answer; only where the loop runs differs."""
+    from ttc_plugins.search.driver import SearchPrompt, run_search
+    from ttc_plugins.search.openai_ops import OpenAIEngineOps
+
+    _, rep = first
+    ops = OpenAIEngineOps(search_server["base_url"], search_server["model"], eager_llm.get_tokenizer())
+    try:
+        (remote,) = run_search(ops, [SearchPrompt(text=PROMPT, request_id="http")], SEARCH)
+    finally:
+        ops.close()
+    assert remote.text == rep["text"]
+    assert remote.chosen_path == rep["chosen_path"]
+    assert remote.scores == pytest.approx(rep["scores"], rel=1e-4, abs=1e-6)
+    assert remote.counters.tokens_generated == rep["counters"]["tokens_generated"]
+    assert ops.http_requests == remote.counters.model_calls == rep["counters"]["model_calls"]
+
+
 def test_concurrent_search_requests_all_succeed_and_do_not_affect_each_other(client, search_server, first):
     searches = [SEARCH, {**SEARCH, "seed": 11, "width": 3}, {**{k: v for k, v in SEARCH.items() if k != "expand"}, "strategy": "best_of_n", "width": 3}]
     prompts = [PROMPT, "Problem: 9 * 9 = ?\nSolution:\n", "Problem: 5 - 2 = ?\nSolution:\n"]

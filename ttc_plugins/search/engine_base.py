@@ -9,7 +9,7 @@ import math
 from typing import Any, Callable, Sequence
 
 from ..types import KVStats, RequestContext, Step
-from .engine import ExtendRequest
+from .engine import ExtendRequest, VerifyRequest
 
 
 class EngineOpsBase:
@@ -96,6 +96,22 @@ class EngineOpsBase:
         self.stats.tokens_reused += reused
         self.stats.tokens_computed += prompt_len - reused + generated
         self.sequences += 1
+
+    def _verify_from_top(self, requests: Sequence[VerifyRequest], prompts: Sequence[Sequence[int]],
+                         tops: Sequence[dict[int, float]]) -> list[float]:
+        """``verify_prob`` from each prompt's top next-token logprobs; a yes/no token outside the
+        top-k is scored exactly with ``prompt_logprobs`` of ``prompt + [token]``."""
+        wanted = [(self._first_token(r.yes), None if r.no is None else self._first_token(r.no)) for r in requests]
+        found = [{t: top[t] for t in toks if t is not None and t in top} for toks, top in zip(wanted, tops)]
+        missing = [(ri, t) for ri, (toks, got) in enumerate(zip(wanted, found))
+                   for t in dict.fromkeys(toks) if t is not None and t not in got]
+        if missing:
+            vals = self._prompt_token_logprobs([list(prompts[ri]) + [t] for ri, t in missing],
+                                               [len(prompts[ri]) for ri, _ in missing])
+            for (ri, t), v in zip(missing, vals):
+                found[ri][t] = v
+        return [self._yes_probability(got[yes], None if no is None else got[no])
+                for (yes, no), got in zip(wanted, found)]
 
     def _first_token(self, text: str) -> int:
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]

@@ -60,7 +60,9 @@ def start_server(model: str, log_path: Path, *, max_model_len: int, kv_bytes: in
            "--max-model-len", str(max_model_len), "--kv-cache-memory-bytes", str(kv_bytes), "--max-num-seqs", "64",
            "--no-enable-chunked-prefill", "--max-num-batched-tokens", str(max_model_len),
            "--enable-prompt-tokens-details"]
-    proc = subprocess.Popen(cmd, stdout=log_path.open("w"), stderr=subprocess.STDOUT, cwd=tempfile.gettempdir())
+    env = {**os.environ, "VLLM_SERVER_DEV_MODE": "1"}  # for POST /reset_prefix_cache between runs
+    proc = subprocess.Popen(cmd, stdout=log_path.open("w"), stderr=subprocess.STDOUT, cwd=tempfile.gettempdir(),
+                            env=env)
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + START_TIMEOUT_S
     while True:
@@ -76,6 +78,12 @@ def start_server(model: str, log_path: Path, *, max_model_len: int, kv_bytes: in
             proc.kill()
             raise SystemExit(f"server not healthy in {START_TIMEOUT_S} s:\n{log_path.read_text()[-4000:]}")
         time.sleep(1)
+
+
+def reset_prefix_cache(base: str) -> None:
+    """Every run starts cold: runs repeat the same seeded sequences, which a warm cache would serve."""
+    with urllib.request.urlopen(urllib.request.Request(f"{base}/reset_prefix_cache", method="POST"), timeout=60) as r:
+        assert r.status == 200, r.status
 
 
 def _served_search(base: str, model: str, prompt: str, search: dict) -> dict:
@@ -148,6 +156,7 @@ def main() -> None:
             _served_search(base, model, prompts[0], {**search, "max_steps": 1})  # warm-up (first-request costs)
             for r in range(args.repeats):
                 for mode in ("in-engine", "over-http") if r % 2 == 0 else ("over-http", "in-engine"):
+                    reset_prefix_cache(base)
                     if mode == "in-engine":
                         texts, wall, counters = run_in_engine(base, model, prompts, search)
                     else:
@@ -175,7 +184,7 @@ def main() -> None:
                  f"- machine: {platform.machine()} / {os.cpu_count()} CPUs (shared), {platform.platform()}; "
                  f"load average at the end {', '.join(f'{x:.1f}' for x in os.getloadavg())}",
                  f"- vLLM {vllm.__version__} OpenAI server (module form), float32, eager, chunked prefill off, "
-                 "prefix caching on; both modes on the same server, alternating",
+                 "prefix caching on (reset before every run); both modes on the same server, alternating",
                  f"- search: `{json.dumps(search)}`", "",
                  "| mode | wall per run (s) | median (s) | correct | tokens generated | HTTP requests | engine requests |",
                  "|---|---|---|---|---|---|---|"]

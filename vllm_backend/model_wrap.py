@@ -5,7 +5,8 @@ model instead: :func:`register_models` re-registers supported architectures in v
 ``ModelRegistry`` (a documented API) with subclasses that, when the engine was started with
 ``additional_config={"ttc": {...}}``, give every decoder layer a subclass whose ``forward`` calls the
 original and then the custom op ``torch.ops.ttc.residual_control(hidden_states, residual, layer)``.
-Without the ``ttc`` section the subclass changes nothing: plain engines run vLLM's own model.
+Without the ``ttc`` section the subclass's ``__new__`` builds vLLM's own model class instead: plain
+engines run exactly vLLM's model object.
 
 The op is opaque to Dynamo/Inductor (it is a registered custom op that mutates its inputs), so it
 runs at every forward in eager and compiled mode alike. At run time it looks up the engine's
@@ -158,13 +159,20 @@ def _load_adapters(cfg: Any, state: control_state.ControlState, model: torch.nn.
 
 
 def _wrapped_model_class(arch: str, base: type) -> type:
+    def __new__(cls, *, vllm_config: Any, prefix: str = "", **kwargs: Any):
+        cfg = parse_engine_config(vllm_config.additional_config)
+        if cfg is None or not cfg.controls:
+            # Installed but unused: the engine gets vLLM's own model object, not a subclass
+            # (Python skips cls.__init__ for an object that is not a cls instance).
+            return base(vllm_config=vllm_config, prefix=prefix, **kwargs)
+        return base.__new__(cls)
+
     def __init__(self, *, vllm_config: Any, prefix: str = "", **kwargs: Any) -> None:
         base.__init__(self, vllm_config=vllm_config, prefix=prefix, **kwargs)
-        cfg = parse_engine_config(vllm_config.additional_config)
-        if cfg is not None and cfg.controls:
-            install_controls(self, vllm_config)
+        install_controls(self, vllm_config)
 
-    return type(f"TTC{arch}", (base,), {"__init__": __init__, "__module__": __name__, "__qualname__": f"TTC{arch}"})
+    return type(f"TTC{arch}", (base,), {"__new__": __new__, "__init__": __init__, "__module__": __name__,
+                                       "__qualname__": f"TTC{arch}"})
 
 
 def __getattr__(name: str) -> type:

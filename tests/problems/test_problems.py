@@ -17,13 +17,14 @@ def test_sets_are_seeded_and_self_consistent(name):
         for step in p.solution[:-1]:  # every reference step is one checkable, correct calculation
             eqs = check_equations(step)
             assert eqs and all(ok for _, ok in eqs), step
-        assert len(p.solution) >= 3 and p.prompt.endswith("Solution:\n") and p.question in p.prompt
+        assert len(p.solution) >= 2 and p.prompt.endswith("Solution:\n") and p.question in p.prompt
         sp = p.search_prompt()
         assert sp.reference == p.answer and sp.request_id == p.id
 
 
 def test_arith_has_multi_step_chains_and_modular_answers_are_residues():
     assert all(len(p.solution) >= 4 for p in load_problems("arith", n=30))
+    assert all(2 <= len(p.solution) <= 3 for p in load_problems("arith-short", n=30))
     for p in load_problems("modular", n=30):
         assert 0 <= int(p.answer) < p.meta["modulus"]
 

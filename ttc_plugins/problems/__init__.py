@@ -7,11 +7,11 @@ always yields the same problems; each problem carries a checker.
 
 from __future__ import annotations
 
-from .arithmetic import ARITH
+from .arithmetic import ARITH, ARITH_SHORT
 from .base import Problem, ProblemSet
 from .modular import MODULAR
 
-PROBLEM_SETS: dict[str, ProblemSet] = {ARITH.name: ARITH, MODULAR.name: MODULAR}
+PROBLEM_SETS: dict[str, ProblemSet] = {s.name: s for s in (ARITH, ARITH_SHORT, MODULAR)}
 
 
 def load_problems(name: str, n: int | None = None, seed: int | None = None) -> list[Problem]:

@@ -1,4 +1,6 @@
-"""Arithmetic word problems with multi-step chains (3-5 operations on small integers).
+"""Arithmetic word problems with multi-step chains: ``arith`` (3-5 operations on small integers)
+and ``arith-short`` (1-2 operations, within reach of a 135M model, so strategies can be compared
+on accuracy and not only on cost).
 
 Each problem is a story about one quantity changed by a sequence of events (buying packs,
 giving away, splitting evenly, doubling); every event is one solution step with one equation,
@@ -42,23 +44,33 @@ def _event(rng: random.Random, value: int, item: str) -> tuple[str, str, int]:
                         f"{value} / {d} = {value // d}", value // d)
 
 
-def generate(n: int, seed: int = 0) -> list[Problem]:
-    rng = random.Random(f"arith/{seed}")
+def _generate(n: int, seed: int, family: str, events: tuple[int, int]) -> list[Problem]:
+    rng = random.Random(f"{family}/{seed}")
     out = []
     for i in range(n):
         name, item = rng.choice(_NAMES), rng.choice(_ITEMS)
         value = rng.randint(5, 30)
         sentences = [f"{name} has {value} {item}."]
         steps = []
-        for _ in range(rng.randint(3, 5)):
+        for _ in range(rng.randint(*events)):
             sentence, step, value = _event(rng, value, item)
             sentences.append(sentence)
             steps.append(step)
         question = " ".join(sentences) + f" How many {item} does {name} have now?"
         steps.append(f"The answer is {value}.")
-        out.append(Problem(id=f"arith-{seed}-{i}", family="arith", question=question, answer=str(value),
+        out.append(Problem(id=f"{family}-{seed}-{i}", family=family, question=question, answer=str(value),
                            solution=tuple(steps)))
     return out
 
 
+def generate(n: int, seed: int = 0) -> list[Problem]:
+    return _generate(n, seed, "arith", (3, 5))
+
+
+def generate_short(n: int, seed: int = 0) -> list[Problem]:
+    return _generate(n, seed, "arith-short", (1, 2))
+
+
 ARITH = ProblemSet(name="arith", description="multi-step arithmetic word problems", generate=generate)
+ARITH_SHORT = ProblemSet(name="arith-short", description="arithmetic word problems of one or two steps",
+                         generate=generate_short)

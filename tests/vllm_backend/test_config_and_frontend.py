@@ -49,7 +49,7 @@ def test_bad_engine_config_names_the_key(raw, key):
 
 
 def test_unknown_key_lists_allowed_keys():
-    with pytest.raises(TTCConfigError, match="allowed: controls, plan_cache_size, ttc_layers, vectors"):
+    with pytest.raises(TTCConfigError, match="allowed: controls, max_beam_width, plan_cache_size, ttc_layers, vectors"):
         parse_engine_config({"ttc": {"nope": 1}})
 
 

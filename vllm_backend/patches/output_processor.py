@@ -5,7 +5,8 @@ must reach the ``ttc_kv_report`` / ``ttc_request_finished`` hooks in the fronten
 results; vLLM computes ``num_cached_tokens`` per request but has no finish callback.
 How: ``from_new_request`` keeps the request's ``extra_args`` on the state when it opted in;
 ``make_request_output`` calls the hooks once the request finished and attaches the summary to the
-``RequestOutput`` as ``output.ttc``. Plain requests are untouched. See LEDGER.md.
+``RequestOutput`` as ``output.ttc``; a token beam search's report (``kv_transfer_params["ttc_beam"]``,
+set by the TTC scheduler) moves to ``output.ttc["beam"]``. Plain requests are untouched. See LEDGER.md.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import functools
 from .. import frontend
 
 TARGET = "vllm.v1.engine.output_processor.RequestState"
+BEAM_RESULT_KEY = "ttc_beam"  # beam_scheduler.RESULT_KEY (not imported: the frontend never loads the scheduler)
 _applied = False
 
 
@@ -53,6 +55,11 @@ def apply() -> None:
             frontend.block_size(),
         )
         if output is not None:
+            beam = (getattr(output, "kv_transfer_params", None) or {}).get(BEAM_RESULT_KEY)
+            if beam is not None:
+                summary["beam"] = beam
+                rest = {k: v for k, v in output.kv_transfer_params.items() if k != BEAM_RESULT_KEY}
+                output.kv_transfer_params = rest or None
             output.ttc = summary
         return output
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Literal, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 EarlyStopping = bool | Literal["never"]
 
@@ -41,6 +41,13 @@ class BeamParams(BaseModel):
     width: int = Field(..., ge=1, description="beams kept per step")
     length_penalty: float = Field(1.0, ge=-10.0, le=10.0, description="score = logprob sum / length ** this")
     early_stopping: EarlyStopping = Field(False, description="HF semantics: True, False or 'never'")
+
+    @field_validator("early_stopping", mode="before")
+    @classmethod
+    def _early_stopping(cls, v: object) -> object:
+        if isinstance(v, bool) or v == "never":
+            return v
+        raise ValueError('must be true, false or "never"')
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,9 @@ a whole beam search run inside EngineCore, with no client round trip per token:
 Forked lanes are engine requests the frontend never sees: their outputs are dropped here, and the
 model runner learns about them as new requests (:meth:`schedule` moves them from the cached to the
 new-request list of the step that first runs them). Lanes of one search advance in lockstep: a lane
-that already proposed waits (parked out of the running queue) until its siblings did.
+that already proposed waits (parked out of the running queue) until its siblings did. A search
+holds ``width`` request slots (``max_num_seqs``) from admission to its end: it waits in its own
+queue until they are free, so forks never overflow the running batch.
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ class TTCScheduler(Scheduler):
         self._lane_search: dict[str, _Search] = {}  # every lane id (root included while live)
         self._fresh: set[str] = set()  # forked lanes the model runner has not seen yet
         self._parked: dict[str, Request] = {}
+        self._held: list[_Search] = []  # beam searches waiting for `width` free request slots
         self._fork_ids = itertools.count()
         self._forkable = kv_fork.forkable(self.kv_cache_manager)
         #: engine-wide counters (``searches`` finished, ``forks``, ``tokens_shared``, ...)
@@ -126,7 +129,7 @@ class TTCScheduler(Scheduler):
         n = parent.num_computed_tokens
         in_place = (
             self._forkable
-            and len(self.running) < self.max_num_running_reqs
+            and len(self.running) + len(self._parked) < self.max_num_running_reqs
             and kv_fork.free_blocks(self.kv_cache_manager) > kv_fork.blocks_needed(self.kv_cache_manager, n)
         )
         self.requests[child.request_id] = child
@@ -179,12 +182,22 @@ class TTCScheduler(Scheduler):
         request.max_tokens = sp.max_tokens
         search = _Search(root=request, beam=TokenBeam(params, max(max_tokens, 1), terminal.__contains__),
                          lanes=[request], prompt_len=request.num_prompt_tokens)
-        self._searches[request.request_id] = search
-        self._lane_search[request.request_id] = search
-        super().add_request(request)
+        self._held.append(search)
+
+    def get_num_unfinished_requests(self) -> int:
+        return super().get_num_unfinished_requests() + len(self._held)
 
     def schedule(self, *args: Any, **kwargs: Any) -> SchedulerOutput:
-        out = super().schedule(*args, **kwargs)
+        cap = self.max_num_running_reqs
+        self._admit_held(cap)
+        # parked lanes and the slots a search has not forked into yet are taken: vLLM's own
+        # admission of new requests must leave them free
+        unused = sum(s.beam.width - len(s.lanes) for s in self._searches.values())
+        self.max_num_running_reqs = max(0, cap - len(self._parked) - unused)
+        try:
+            out = super().schedule(*args, **kwargs)
+        finally:
+            self.max_num_running_reqs = cap
         for rid, n in out.num_scheduled_tokens.items():
             search = self._lane_search.get(rid)
             if search is not None:
@@ -216,9 +229,25 @@ class TTCScheduler(Scheduler):
                         self._parked[lane.request_id] = lane
         return outputs
 
+    def _admit_held(self, cap: int) -> None:
+        if not self._held:
+            return
+        plain = sum(1 for r in self.running if r.request_id not in self._lane_search)
+        committed = plain + sum(s.beam.width for s in self._searches.values())
+        while self._held and committed + self._held[0].beam.width <= cap:
+            search = self._held.pop(0)
+            committed += search.beam.width
+            self._searches[search.root.request_id] = search
+            self._lane_search[search.root.request_id] = search
+            search.started = time.monotonic()
+            super().add_request(search.root)
+
     def finish_requests(self, request_ids: Any, finished_status: RequestStatus) -> list[Request]:
         # aborting a beam request aborts every lane of its search
         ids = (request_ids,) if isinstance(request_ids, str) else request_ids
+        if ids is not None and self._held:
+            ids = set(ids)
+            self._held = [s for s in self._held if s.root.request_id not in ids]
         if ids is not None and self._searches:
             ids = set(ids)
             for rid in list(ids):
@@ -261,6 +290,13 @@ class TTCScheduler(Scheduler):
         for i, c in enumerate(choices):
             picks.setdefault(c.parent, []).append((i, c.token))
         new_lanes: list[Request | None] = [None] * len(choices)
+        kept_lanes = {p for p, lane in enumerate(search.lanes)
+                      if search.proposals[lane.request_id][0] in {tok for _, tok in picks.get(p, [])}}
+        for p, lane in enumerate(search.lanes):
+            if p not in kept_lanes:  # pruned: its slot goes to a fork, its blocks stay until then
+                self._unpark(lane)
+                if lane in self.running:
+                    self.running.remove(lane)
         for p, lane in enumerate(search.lanes):
             sampled = search.proposals[lane.request_id][0]
             mine = picks.get(p, [])

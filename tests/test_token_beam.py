@@ -89,3 +89,14 @@ def test_params_bound_the_width():
     with pytest.raises(ValueError):
         BeamParams(width=2, early_stopping="sometimes")
     assert BeamParams(width=2).early_stopping is False
+
+
+def test_stop_strings_finish_a_beam_like_a_stop_token():
+    text = {(5,): "a", (6,): "b", (5, 7): "a\n", (5, 8): "ax", (6, 7): "b\n", (6, 8): "bx"}
+    b = TokenBeam(BeamParams(width=2), 5, {EOS}.__contains__,
+                  lambda toks: "\n" if "\n" in text.get(toks, "") else None)
+    b.step([[(5, lp(0.6)), (6, lp(0.4)), (9, lp(0.0001)), (10, lp(0.0001))]])
+    b.step([[(7, lp(0.9)), (8, lp(0.1)), (9, lp(0.0001)), (10, lp(0.0001))],
+            [(8, lp(0.9)), (7, lp(0.1)), (9, lp(0.0001)), (10, lp(0.0001))]])
+    assert [(h.token_ids, h.finish_reason, h.stop_reason) for h in b.finished] == [((5, 7), "stop", "\n")]
+    assert b.tokens == [(6, 8), (5, 8)]  # (6, 7) ranked below width: skipped, as an EOS would be

@@ -10,9 +10,10 @@ beam search in ``integration/common/hf_reference.py`` re-implements them indepen
   token) and the sum ``s`` of their raw log-probabilities; its score is ``s / L ** length_penalty``;
 - each step, every live beam ``b`` proposes its ``2 * width`` most likely next tokens; candidates
   are ranked by cumulative log-probability ``s_b + logprob`` (ties: earlier beam, then likelier
-  token). Walking the ranking, a terminal token (EOS unless ``ignore_eos``, or a stop token)
-  finishes a hypothesis when its rank is below ``width``, otherwise it is skipped; any other token
-  extends a live beam, until ``width`` live beams are chosen;
+  token). Walking the ranking, a terminal candidate (EOS unless ``ignore_eos``, a stop token, or
+  a token after which the generated text contains a stop string) finishes a hypothesis when its
+  rank is below ``width``, otherwise it is skipped; any other candidate extends a live beam,
+  until ``width`` live beams are chosen;
 - finished hypotheses keep the ``width`` best scores; after ``max_tokens`` steps the live beams
   finish too (``length``);
 - the search ends early once ``width`` hypotheses finished and: ``early_stopping=True``: at once;
@@ -57,8 +58,8 @@ class Hypothesis:
     token_ids: tuple[int, ...]
     cumulative_logprob: float
     score: float
-    finish_reason: str  # "stop" (EOS / stop token) or "length"
-    stop_reason: int | None = None
+    finish_reason: str  # "stop" (EOS / stop token / stop string) or "length"
+    stop_reason: int | str | None = None  # the stop token or stop string (None: EOS or length)
 
     def to_json(self) -> dict:
         return {"token_ids": list(self.token_ids), "cumulative_logprob": self.cumulative_logprob,
@@ -85,6 +86,8 @@ class TokenBeam:
     params: BeamParams
     max_tokens: int
     terminal: Callable[[int], bool]
+    #: stop strings: given a candidate's generated tokens, the stop string its text contains, if any
+    stop_text: Callable[[tuple[int, ...]], str | None] | None = None
     #: live beams: generated tokens and cumulative log-probabilities, index-aligned
     tokens: list[tuple[int, ...]] = field(default_factory=lambda: [()])
     cumulative: list[float] = field(default_factory=lambda: [0.0])
@@ -120,9 +123,12 @@ class TokenBeam:
         length = len(self.tokens[0]) + 1
         chosen: list[Choice] = []
         for rank, (cum, b, _, tok) in enumerate(ranked):
-            if self.terminal(tok):
+            stop: int | str | None = tok if self.terminal(tok) else None
+            if stop is None and self.stop_text is not None:
+                stop = self.stop_text(self.tokens[b] + (tok,))
+            if stop is not None:
                 if rank < self.width:
-                    self._finish(self.tokens[b] + (tok,), cum, "stop", tok)
+                    self._finish(self.tokens[b] + (tok,), cum, "stop", stop)
                 continue
             chosen.append(Choice(b, tok, cum - self.cumulative[b]))
             if len(chosen) == self.width:

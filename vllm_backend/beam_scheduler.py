@@ -70,7 +70,9 @@ class _Search:
     recompute_forks: int = 0  # forks that fell back to the prefix cache (no free block / slot)
     steps: int = 0
     peak_lanes: int = 1
+    peak_blocks: int = 0
     prefill_stats: Any = None
+    eos_ids: tuple[int, ...] = ()
 
 
 class TTCScheduler(Scheduler):
@@ -167,8 +169,8 @@ class TTCScheduler(Scheduler):
             return
         sp = request.sampling_params.clone()
         terminal = set(sp.stop_token_ids or ())
-        if sp.eos_token_id is not None:
-            terminal.add(sp.eos_token_id)
+        eos_ids = (sp.eos_token_id,) if sp.eos_token_id is not None else ()
+        terminal.update(eos_ids)
         max_tokens = min(sp.max_tokens or 16, self.max_model_len - request.num_prompt_tokens - 1)
         # the lanes decode greedily with the top 2*width raw logprobs and never stop on their
         # own: stopping is the search's (EOS / stop tokens / max_tokens / early stopping)
@@ -180,9 +182,26 @@ class TTCScheduler(Scheduler):
         sp.extra_args = None  # the lanes carry no ttc section: no decoding hooks, no control
         request.sampling_params = sp
         request.max_tokens = sp.max_tokens
-        search = _Search(root=request, beam=TokenBeam(params, max(max_tokens, 1), terminal.__contains__),
-                         lanes=[request], prompt_len=request.num_prompt_tokens)
+        beam = TokenBeam(params, max(max_tokens, 1), terminal.__contains__, self._stop_text(sp.stop))
+        search = _Search(root=request, beam=beam, lanes=[request], prompt_len=request.num_prompt_tokens,
+                         eos_ids=eos_ids)
         self._held.append(search)
+
+    def _stop_text(self, stops: Any) -> Any:
+        """Stop strings end a beam once its generated text (tokenizer-decoded, special tokens
+        skipped) contains one; the frontend then trims the answer's text as for any request."""
+        stops = [stops] if isinstance(stops, str) else list(stops or ())
+        if not stops:
+            return None
+        from vllm.tokenizers import cached_tokenizer_from_config
+
+        tokenizer = cached_tokenizer_from_config(self.vllm_config.model_config)
+
+        def stop_text(tokens: tuple[int, ...]) -> str | None:
+            text = tokenizer.decode(list(tokens), skip_special_tokens=True)
+            return next((s for s in stops if s in text), None)
+
+        return stop_text
 
     def get_num_unfinished_requests(self) -> int:
         return super().get_num_unfinished_requests() + len(self._held)
@@ -314,6 +333,7 @@ class TTCScheduler(Scheduler):
                 self._retire(search, lane)
         search.lanes = [lane for lane in new_lanes if lane is not None]
         search.peak_lanes = max(search.peak_lanes, len(search.lanes))
+        search.peak_blocks = max(search.peak_blocks, self._blocks_held(search.lanes))
         search.proposals.clear()
         for lane in search.lanes:
             self._unpark(lane)
@@ -335,6 +355,14 @@ class TTCScheduler(Scheduler):
         self.finished_req_ids.add(lane.request_id)
         lane.status = RequestStatus.PREEMPTED  # not RUNNING: never counted as schedulable
 
+    def _blocks_held(self, lanes: list[Request]) -> int:
+        """Distinct KV blocks the lanes hold (shared blocks count once)."""
+        held: set[int] = set()
+        for mgr in self.kv_cache_manager.coordinator.single_type_managers:
+            for lane in lanes:
+                held.update(id(b) for b in mgr.req_to_blocks.get(lane.request_id, ()))
+        return len(held)
+
     def _unpark(self, lane: Request) -> None:
         if self._parked.pop(lane.request_id, None) is not None:
             self.running.append(lane)
@@ -349,7 +377,7 @@ class TTCScheduler(Scheduler):
             root.status = RequestStatus.FINISHED_LENGTH_CAPPED
         else:
             root.status = RequestStatus.FINISHED_STOPPED
-            if best.stop_reason is not None and best.stop_reason != root.sampling_params.eos_token_id:
+            if best.stop_reason is not None and best.stop_reason not in search.eos_ids:
                 root.stop_reason = best.stop_reason
         if root in self.running:
             self.running.remove(root)
@@ -367,6 +395,7 @@ class TTCScheduler(Scheduler):
                 "prompt_tokens": search.prompt_len,
                 "steps": search.steps,
                 "peak_lanes": search.peak_lanes,
+                "peak_blocks": search.peak_blocks,
                 "engine_blocks_in_use": kv_fork.blocks_in_use(self.kv_cache_manager),
             },
             "wall_time_s": time.monotonic() - search.started,

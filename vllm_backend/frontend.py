@@ -176,9 +176,15 @@ def kv_stats(prompt_len: int, num_cached_tokens: int, num_output_tokens: int, bl
 
 
 def report_finished(extra: Mapping[str, Any], request_id: str, prompt_token_ids: Any, output_token_ids: Any,
-                    finish_reason: str | None, num_cached_tokens: int, block_size: int | None) -> dict[str, Any]:
+                    finish_reason: str | None, num_cached_tokens: int, block_size: int | None,
+                    beam_kv: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Call ``ttc_kv_report`` and ``ttc_request_finished`` for a finished opted-in request;
-    returns the result summary attached to the ``RequestOutput`` (``output.ttc``)."""
+    returns the result summary attached to the ``RequestOutput`` (``output.ttc``).
+
+    :param beam_kv: a token beam search's engine accounting (``output.ttc["beam"]["kv"]``): its
+        tokens computed, and prompt tokens from the prefix cache plus prefix tokens its forks
+        shared instead of recomputing, are what the KV hooks see.
+    """
     pm = _pm()
     params = parse_request_params(extra.get("ttc"))
     resolved = extra.get(RESOLVED_KEY)
@@ -190,6 +196,10 @@ def report_finished(extra: Mapping[str, Any], request_id: str, prompt_token_ids:
         engine="vllm",
     )
     stats = kv_stats(len(ctx.prompt_token_ids), num_cached_tokens, len(output_token_ids), block_size)
+    if beam_kv is not None:
+        stats = KVStats(tokens_computed=int(beam_kv["tokens_computed"]),
+                        tokens_reused=stats.tokens_reused + int(beam_kv["tokens_shared_by_fork"]),
+                        blocks_held=0, peak_blocks=int(beam_kv.get("peak_blocks", 0)))
     pm.hook.ttc_kv_report(ctx=ctx, stats=stats)
     report = RequestReport(request_id=request_id, finish_reason=finish_reason,
                            output_token_ids=tuple(output_token_ids), kv=stats)

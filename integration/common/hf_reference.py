@@ -17,8 +17,8 @@ Interface (what every engine's suite uses)::
     ref = HFReference(model_dir)
     ref.generate(prompts: list[list[int]], ttcs: list[dict | None], max_tokens: int,
                  vectors: dict[str, str] | None = None) -> list[tuple[list[int], list[float]]]
-    ref.beam_search(prompt, width, max_tokens, eos_token_id, length_penalty=1.0,
-                    early_stopping=False, stop_token_ids=()) -> list[(token_ids, cumulative_logprob, score)]
+    ref.beam_search(prompt, width, max_tokens, eos_token_id, length_penalty=1.0, early_stopping=False,
+                    stop_token_ids=(), stop=()) -> list[(token_ids, cumulative_logprob, score)]
 
 ``beam_search`` is a plain HF-style token beam search, written out here on its own (full forward
 per beam per step, no KV cache, no engine code) with the rules stated in ``ttc_plugins.token_beam``.
@@ -64,6 +64,7 @@ class HFReference:
     def __init__(self, model_dir: str | Path, dtype: torch.dtype = torch.float32):
         from transformers import AutoModelForCausalLM
 
+        self.model_dir = str(model_dir)
         self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), torch_dtype=dtype).eval()
         self.layers = self.model.model.layers
 
@@ -157,9 +158,18 @@ class HFReference:
     @torch.no_grad()
     def beam_search(self, prompt: Sequence[int], width: int, max_tokens: int, eos_token_id: int | None,
                     length_penalty: float = 1.0, early_stopping: bool | str = False,
-                    stop_token_ids: Sequence[int] = ()) -> list[tuple[list[int], float, float]]:
+                    stop_token_ids: Sequence[int] = (), stop: Sequence[str] = ()) -> list[tuple[list[int], float, float]]:
         """Finished hypotheses ``(generated token ids, summed raw logprob, score)``, best first."""
         terminal = set(stop_token_ids) | ({eos_token_id} if eos_token_id is not None else set())
+        if stop:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
+
+        def ends(toks: list[int]) -> bool:
+            if toks[-1] in terminal:
+                return True
+            return bool(stop) and any(s in tokenizer.decode(toks, skip_special_tokens=True) for s in stop)
         live: list[tuple[list[int], float]] = [([], 0.0)]
         done: list[tuple[list[int], float, float]] = []
 
@@ -184,7 +194,7 @@ class HFReference:
             cands.sort(key=lambda c: (-c[0], c[1], c[2]))
             nxt: list[tuple[list[int], float]] = []
             for rank, (cum, b, _, tok) in enumerate(cands):
-                if tok in terminal:
+                if ends(live[b][0] + [tok]):
                     if rank < width:
                         add(live[b][0] + [tok], cum)
                     continue

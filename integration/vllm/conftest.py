@@ -170,7 +170,7 @@ def server(tiny_model, tmp_path_factory):
         sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", tiny_model,
         "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--enforce-eager",
         "--max-model-len", "1024", "--kv-cache-memory-bytes", str(engine.KV_CACHE_BYTES),
-        "--additional-config", json.dumps({"ttc": {}}),
+        "--additional-config", json.dumps({"ttc": {}}), "--scheduler-cls", engine.BEAM_SCHEDULER,
     ]
     if not engine.logits_processor_entry_point_installed():
         cmd += ["--logits-processors", engine.LOGITS_PROCESSOR]

@@ -84,6 +84,10 @@ def test_forks_share_the_parents_blocks_and_recompute_no_prefix(eager_llm):
     assert kv["tokens_shared_by_fork"] >= len(fresh) * kv["forks"]
     assert kv["prompt_tokens"] == len(fresh)
     assert len(fresh) < kv["tokens_computed"] <= len(fresh) + width * (max_tokens - 1)
+    assert 0 < kv["peak_blocks"] < width * 4  # 3 blocks per beam unshared; forks share two of them
+    # what the KV hooks (ttc_kv_report) and output.ttc["kv"] see: the search's own accounting
+    assert out.ttc["kv"]["tokens_computed"] == kv["tokens_computed"]
+    assert out.ttc["kv"]["tokens_reused"] == kv["tokens_shared_by_fork"] + out.num_cached_tokens
 
 
 def test_200_searches_release_every_block(eager_llm):
@@ -145,3 +149,19 @@ def test_fork_of_a_finished_or_unknown_request_is_an_error(eager_llm):
     for rid in (done.request_id, "no-such-request"):
         with pytest.raises(ValueError, match="finished or unknown"):
             sched.fork_request(rid, [1, 2])
+
+
+def test_stop_strings_end_beams_like_the_reference(eager_llm, hf):
+    tok = eager_llm.get_tokenizer()
+    plain = hf.beam_search(SHORT, 2, 10, _eos(eager_llm))
+    # a character the unconstrained best beam writes with its second token (a top-ranked pick)
+    first, second = (tok.decode(plain[0][0][:n], skip_special_tokens=True) for n in (1, 2))
+    stop = next(c for c in second[len(first):] if c.strip() and c not in first)
+    # length_penalty 0 (score = logprob sum): the short stopped hypothesis outranks 10-token beams
+    (out,) = _beam(eager_llm, [SHORT], {"width": 2, "length_penalty": 0.0}, max_tokens=10, stop=[stop])
+    ref = hf.beam_search(SHORT, 2, 10, _eos(eager_llm), length_penalty=0.0, stop=[stop])
+    _assert_same_beams(out, ref)
+    stopped = [b for b in out.ttc["beam"]["beams"] if b["finish_reason"] == "stop"]
+    assert stopped and all(b["stop_reason"] == stop for b in stopped)
+    assert out.ttc["beam"]["beams"][0]["finish_reason"] == "stop"
+    assert stop not in out.outputs[0].text and out.outputs[0].stop_reason == stop  # trimmed by the frontend

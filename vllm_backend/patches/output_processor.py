@@ -45,6 +45,7 @@ def apply() -> None:
         if extra is None or finish_reason is None or self._ttc_reported:
             return output
         self._ttc_reported = True
+        beam = (getattr(output, "kv_transfer_params", None) or {}).get(BEAM_RESULT_KEY) if output is not None else None
         summary = frontend.report_finished(
             extra,
             self.external_req_id,
@@ -53,13 +54,11 @@ def apply() -> None:
             str(finish_reason),
             self.num_cached_tokens,
             frontend.block_size(),
+            beam_kv=beam["kv"] if beam is not None else None,
         )
         if output is not None:
-            beam = (getattr(output, "kv_transfer_params", None) or {}).get(BEAM_RESULT_KEY)
             if beam is not None:
                 summary["beam"] = beam
-                rest = {k: v for k, v in output.kv_transfer_params.items() if k != BEAM_RESULT_KEY}
-                output.kv_transfer_params = rest or None
             output.ttc = summary
         return output
 

@@ -165,3 +165,36 @@ def test_stop_strings_end_beams_like_the_reference(eager_llm, hf):
     assert stopped and all(b["stop_reason"] == stop for b in stopped)
     assert out.ttc["beam"]["beams"][0]["finish_reason"] == "stop"
     assert stop not in out.outputs[0].text and out.outputs[0].stop_reason == stop  # trimmed by the frontend
+
+
+def test_aborting_a_search_mid_generation_releases_every_lane(eager_llm):
+    from vllm import SamplingParams
+
+    from ttc_plugins.vllm_backend import kv_fork
+
+    engine, sched = eager_llm.llm_engine, _scheduler(eager_llm)
+    sp = SamplingParams(max_tokens=40, extra_args={"ttc": {"beam": {"width": 4}}})
+    engine.add_request("abort-me", {"prompt_token_ids": LONG + [1]}, sp)
+    for _ in range(6):
+        engine.step()
+    lanes = [rid for rid in sched.requests if rid.startswith("abort-me")]
+    assert len(lanes) == 4 and kv_fork.blocks_in_use(sched.kv_cache_manager) > 0  # mid-search
+    engine.abort_request(["abort-me"])
+    while engine.has_unfinished_requests():
+        engine.step()
+    assert kv_fork.blocks_in_use(sched.kv_cache_manager) == 0
+    assert not sched.requests and not sched._lane_search and not sched._searches
+
+
+def test_bench_smoke(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    out = tmp_path / "smoke.md"
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "bench_token_beam.py"), "--smoke",
+                           "--results", str(out)], capture_output=True, text=True, timeout=600, cwd=str(root))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    report = out.read_text()
+    assert "| 2 |" in report and "0 recomputed" in report

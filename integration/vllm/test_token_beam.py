@@ -133,6 +133,13 @@ def test_bad_beam_settings_are_refused_naming_the_field(eager_llm, beam, field):
     assert ok.finished and len(ok.outputs[0].token_ids) == 4
 
 
+def test_beam_with_n_above_one_is_refused(eager_llm):
+    from vllm.exceptions import VLLMValidationError
+
+    with pytest.raises(VLLMValidationError, match=r"^n: a ttc\.beam request"):
+        _beam(eager_llm, [SHORT], {"width": 2}, max_tokens=4, n=2)
+
+
 def test_beam_with_decoding_hooks_is_refused(eager_llm):
     from vllm import SamplingParams
     from vllm.exceptions import VLLMValidationError

@@ -38,6 +38,12 @@ def test_round_trip_through_json(pm):
         ({"decoding": [{"name": "force_token", "token_id": 1}, {"name": "x"}]}, "ttc.decoding.1.name"),
         ({"decoding": "force_token"}, "ttc.decoding"),
         ({"search": {"strategy": "nosuch"}}, "ttc.search.strategy"),
+        ({"beam": {"width": 0}}, "ttc.beam.width"),
+        ({"beam": {}}, "ttc.beam.width"),
+        ({"beam": {"width": 2, "early_stopping": "sometimes"}}, "ttc.beam.early_stopping"),
+        ({"beam": {"width": 2, "beams": 1}}, "ttc.beam.beams"),
+        ({"beam": 4}, "ttc.beam"),
+        ({"beam": {"width": 2}, "decoding": [{"name": "force_token", "token_id": 1}]}, "ttc.beam"),
     ],
 )
 def test_bad_params_name_the_field(pm, raw, field):
@@ -50,3 +56,9 @@ def test_bad_params_name_the_field(pm, raw, field):
 def test_nan_vector_rejected(pm):
     with pytest.raises(TTCParamError, match="ttc.control.vector"):
         pm.parse_params({"control": {"name": "steering", "layers": [0], "vector": [1.0, float("nan")]}})
+
+
+def test_beam_round_trips_with_its_defaults(pm):
+    params = pm.parse_params({"beam": {"width": 3, "early_stopping": "never"}})
+    assert params.to_json() == {"beam": {"width": 3, "length_penalty": 1.0, "early_stopping": "never"}}
+    assert pm.parse_params(params.to_json()) == params

@@ -5,7 +5,8 @@ sampling params)::
 
     {"control":  {"name": "steering", "layers": [2], "vector": [...], "scale": 4.0},
      "decoding": [{"name": "force_token", "token_id": 42}],
-     "search":   {"strategy": "beam", "width": 4, ...}}
+     "search":   {"strategy": "beam", "width": 4, ...},
+     "beam":     {"width": 4, "length_penalty": 1.0, "early_stopping": false}}
 
 Every key is optional. Each named component validates its own arguments with its ``Params``
 model; unknown keys anywhere are errors, so a misspelled field never silently does nothing.
@@ -19,12 +20,13 @@ from typing import TYPE_CHECKING, Any, Mapping
 from pydantic import BaseModel, ValidationError
 
 from .errors import TTCParamError
+from .token_beam import BeamParams
 
 if TYPE_CHECKING:  # pragma: no cover
     from .registry import Registry
 
 ROOT = "ttc"
-_TOP_LEVEL = ("control", "decoding", "search")
+_TOP_LEVEL = ("control", "decoding", "search", "beam")
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,8 @@ class TTCParams:
     control: NamedParams | None = None
     decoding: tuple[NamedParams, ...] = ()
     search: NamedParams | None = None
+    #: token-level beam search run inside the engine (vLLM: needs the TTC scheduler)
+    beam: BeamParams | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The canonical JSON form (what travels to the worker process)."""
@@ -55,6 +59,8 @@ class TTCParams:
             out["decoding"] = [d.to_json() for d in self.decoding]
         if self.search is not None:
             out["search"] = self.search.to_json("strategy")
+        if self.beam is not None:
+            out["beam"] = self.beam.model_dump(mode="json")
         return out
 
 
@@ -107,4 +113,12 @@ def parse_ttc_params(
     search = None
     if raw.get("search") is not None:
         search = _named(f"{ROOT}.search", raw["search"], strategies, name_key="strategy")
-    return TTCParams(control=control, decoding=decoding, search=search)
+    beam = None
+    if raw.get("beam") is not None:
+        if not isinstance(raw["beam"], Mapping):
+            raise TTCParamError(f"{ROOT}.beam", f"must be an object, got {type(raw['beam']).__name__}")
+        beam = _validate(f"{ROOT}.beam", BeamParams, raw["beam"])
+        others = [k for k in ("control", "decoding", "search") if raw.get(k)]
+        if others:
+            raise TTCParamError(f"{ROOT}.beam", f"cannot be combined with {ROOT}.{others[0]}")
+    return TTCParams(control=control, decoding=decoding, search=search, beam=beam)

@@ -30,6 +30,8 @@ class EngineConfig(EngineConfigBase):
     #: TTC adapters hosted by this engine: decoder-layer index -> adapter file (safetensors, see
     #: ttc_plugins.ttc_layer). Requests opt in per request with the ``ttc_layer`` control.
     ttc_layers: dict[int, str] = Field(default_factory=dict)
+    #: widest ``ttc.beam`` a request may ask for (each beam is one engine request slot)
+    max_beam_width: int = Field(default=16, ge=1, le=256)
 
 
 def parse_engine_config(additional_config: Mapping[str, Any] | None, *, hidden_size: int | None = None) -> EngineConfig | None:

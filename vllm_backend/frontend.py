@@ -54,6 +54,11 @@ class FrontendState:
     architecture: str | None
     controls_supported: bool
     block_size: int | None = None
+    #: the engine runs :class:`.beam_scheduler.TTCScheduler` (``ttc.beam`` needs it)
+    beam_scheduler: bool = False
+    #: widest beam: the configured ``max_beam_width``, half of ``max_logprobs`` (each beam asks
+    #: for 2 * width logprobs) and ``max_num_seqs`` (each beam holds a request slot)
+    max_beam_width: int = 16
 
     @classmethod
     def from_vllm_config(cls, vllm_config: Any) -> "FrontendState":
@@ -75,7 +80,11 @@ class FrontendState:
                 ", ".join(SUPPORTED_ARCHITECTURES),
             )
         block = getattr(vllm_config.cache_config, "block_size", None)
-        return cls(cfg, hidden, layers, arch, supported, block)
+        sched = vllm_config.scheduler_config
+        width = min(cfg.max_beam_width if cfg is not None else 16,
+                    max(1, int(getattr(model_config, "max_logprobs", 20) or 20) // 2),
+                    int(getattr(sched, "max_num_seqs", 256) or 256))
+        return cls(cfg, hidden, layers, arch, supported, block, uses_beam_scheduler(sched), width)
 
     def prepare(self, raw: Any, request_id: str, prompt_token_ids: Any) -> tuple[dict[str, Any], str | None]:
         """Validate and resolve one request: (``extra_args`` entries to set, cache salt or None).
@@ -93,6 +102,8 @@ class FrontendState:
             engine="vllm",
             extra={"hidden_size": self.hidden_size, "num_layers": self.num_layers},
         )
+        if params.beam is not None:
+            self.check_beam(params)
         if params.control is not None:
             if self.config is None or not self.config.controls:
                 raise TTCParamError(
@@ -116,6 +127,36 @@ class FrontendState:
         salt = pm.hook.ttc_cache_salt(ctx=ctx)
         return out, (SALT_PREFIX + salt) if salt else None
 
+    def check_beam(self, params: TTCParams) -> None:
+        """``ttc.beam`` runs inside the engine's scheduler: refuse it where it cannot run."""
+        if not self.beam_scheduler:
+            raise TTCParamError(
+                "ttc.beam",
+                "token beam search runs in the engine's scheduler; start the engine with "
+                f"--scheduler-cls {BEAM_SCHEDULER} (LLM(scheduler_cls=...))",
+            )
+        assert params.beam is not None
+        if params.beam.width > self.max_beam_width:
+            raise TTCParamError(
+                "ttc.beam.width",
+                f"{params.beam.width} is above this engine's limit of {self.max_beam_width} (additional_config.ttc."
+                "max_beam_width, max_logprobs / 2 and max_num_seqs bound it)",
+            )
+
+
+BEAM_SCHEDULER = "ttc_plugins.vllm_backend.beam_scheduler.TTCScheduler"
+
+
+def uses_beam_scheduler(scheduler_config: Any) -> bool:
+    """Whether the engine's ``scheduler_cls`` is (a subclass of) the TTC scheduler, judged by
+    name so the frontend never imports the scheduler module."""
+    cls = getattr(scheduler_config, "scheduler_cls", None)
+    if cls is None:
+        return False
+    if isinstance(cls, str):
+        return cls.replace(":", ".") in (BEAM_SCHEDULER, "vllm_backend.beam_scheduler.TTCScheduler")
+    return any(c.__name__ == "TTCScheduler" and c.__module__.endswith("beam_scheduler") for c in cls.__mro__)
+
 
 def combine_salt(existing: str | None, ours: str | None) -> str | None:
     """The request's own ``cache_salt`` (if any) stays part of the key: isolation composes."""
@@ -135,9 +176,15 @@ def kv_stats(prompt_len: int, num_cached_tokens: int, num_output_tokens: int, bl
 
 
 def report_finished(extra: Mapping[str, Any], request_id: str, prompt_token_ids: Any, output_token_ids: Any,
-                    finish_reason: str | None, num_cached_tokens: int, block_size: int | None) -> dict[str, Any]:
+                    finish_reason: str | None, num_cached_tokens: int, block_size: int | None,
+                    beam_kv: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Call ``ttc_kv_report`` and ``ttc_request_finished`` for a finished opted-in request;
-    returns the result summary attached to the ``RequestOutput`` (``output.ttc``)."""
+    returns the result summary attached to the ``RequestOutput`` (``output.ttc``).
+
+    :param beam_kv: a token beam search's engine accounting (``output.ttc["beam"]["kv"]``): its
+        tokens computed, and prompt tokens from the prefix cache plus prefix tokens its forks
+        shared instead of recomputing, are what the KV hooks see.
+    """
     pm = _pm()
     params = parse_request_params(extra.get("ttc"))
     resolved = extra.get(RESOLVED_KEY)
@@ -149,6 +196,10 @@ def report_finished(extra: Mapping[str, Any], request_id: str, prompt_token_ids:
         engine="vllm",
     )
     stats = kv_stats(len(ctx.prompt_token_ids), num_cached_tokens, len(output_token_ids), block_size)
+    if beam_kv is not None:
+        stats = KVStats(tokens_computed=int(beam_kv["tokens_computed"]),
+                        tokens_reused=stats.tokens_reused + int(beam_kv["tokens_shared_by_fork"]),
+                        blocks_held=0, peak_blocks=int(beam_kv.get("peak_blocks", 0)))
     pm.hook.ttc_kv_report(ctx=ctx, stats=stats)
     report = RequestReport(request_id=request_id, finish_reason=finish_reason,
                            output_token_ids=tuple(output_token_ids), kv=stats)

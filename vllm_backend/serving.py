@@ -39,11 +39,26 @@ SEARCH_ONLY_ON_COMPLETIONS = (
 )
 
 
+BEAM_RESULT_KEY = "ttc_beam"  # beam_scheduler.RESULT_KEY
+
+
 def _bad(field: str, message: str):
     from vllm.entrypoints.serve.exception_handling.error_response import create_error_response
     from vllm.exceptions import VLLMValidationError
 
     return create_error_response(VLLMValidationError(f"{field}: {message}", parameter=field))
+
+
+def surface_beam_report(response: Any) -> Any:
+    """A token beam search (``ttc.beam``, run by the TTC scheduler) answers with its report in
+    ``kv_transfer_params["ttc_beam"]``; the client gets it as ``ttc.beam`` (like ``ttc.search``)."""
+    params = getattr(response, "kv_transfer_params", None)
+    if not isinstance(params, dict) or BEAM_RESULT_KEY not in params:
+        return response
+    rest = {k: v for k, v in params.items() if k != BEAM_RESULT_KEY}
+    response.kv_transfer_params = rest or None
+    setattr(response, "ttc", {"beam": params[BEAM_RESULT_KEY]})
+    return response
 
 
 def search_params_of(extra: Any) -> TTCParams | None:

@@ -17,6 +17,11 @@ Interface (what every engine's suite uses)::
     ref = HFReference(model_dir)
     ref.generate(prompts: list[list[int]], ttcs: list[dict | None], max_tokens: int,
                  vectors: dict[str, str] | None = None) -> list[tuple[list[int], list[float]]]
+    ref.beam_search(prompt, width, max_tokens, eos_token_id, length_penalty=1.0, early_stopping=False,
+                    stop_token_ids=(), stop=()) -> list[(token_ids, cumulative_logprob, score)]
+
+``beam_search`` is a plain HF-style token beam search, written out here on its own (full forward
+per beam per step, no KV cache, no engine code) with the rules stated in ``ttc_plugins.token_beam``.
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ class HFReference:
     def __init__(self, model_dir: str | Path, dtype: torch.dtype = torch.float32):
         from transformers import AutoModelForCausalLM
 
+        self.model_dir = str(model_dir)
         self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), torch_dtype=dtype).eval()
         self.layers = self.model.model.layers
 
@@ -148,3 +154,62 @@ class HFReference:
     def generate(self, prompts: Sequence[Sequence[int]], ttcs: Sequence[Mapping[str, Any] | None], max_tokens: int,
                  vectors: Mapping[str, str] | None = None) -> list[Result]:
         return [self.generate_one(p, t, max_tokens, vectors) for p, t in zip(prompts, ttcs)]
+
+    @torch.no_grad()
+    def beam_search(self, prompt: Sequence[int], width: int, max_tokens: int, eos_token_id: int | None,
+                    length_penalty: float = 1.0, early_stopping: bool | str = False,
+                    stop_token_ids: Sequence[int] = (), stop: Sequence[str] = ()) -> list[tuple[list[int], float, float]]:
+        """Finished hypotheses ``(generated token ids, summed raw logprob, score)``, best first."""
+        terminal = set(stop_token_ids) | ({eos_token_id} if eos_token_id is not None else set())
+        if stop:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
+
+        def ends(toks: list[int]) -> bool:
+            if toks[-1] in terminal:
+                return True
+            return bool(stop) and any(s in tokenizer.decode(toks, skip_special_tokens=True) for s in stop)
+        live: list[tuple[list[int], float]] = [([], 0.0)]
+        done: list[tuple[list[int], float, float]] = []
+
+        def score(cum: float, n: int) -> float:
+            return cum / (n ** length_penalty)
+
+        def add(toks: list[int], cum: float) -> None:
+            s = score(cum, len(toks))
+            if len(done) < width or s > min(d[2] for d in done):
+                done.append((toks, cum, s))
+                if len(done) > width:
+                    done.remove(min(done, key=lambda d: d[2]))
+
+        for step in range(1, max_tokens + 1):
+            cands = []
+            for b, (toks, cum) in enumerate(live):
+                logits = self.model(input_ids=torch.tensor([list(prompt) + toks])).logits[0, -1].float()
+                lps = torch.log_softmax(logits, dim=-1)
+                top = torch.topk(lps, 2 * width)
+                for rank, (lp, tok) in enumerate(zip(top.values.tolist(), top.indices.tolist())):
+                    cands.append((cum + lp, b, rank, tok))
+            cands.sort(key=lambda c: (-c[0], c[1], c[2]))
+            nxt: list[tuple[list[int], float]] = []
+            for rank, (cum, b, _, tok) in enumerate(cands):
+                if ends(live[b][0] + [tok]):
+                    if rank < width:
+                        add(live[b][0] + [tok], cum)
+                    continue
+                nxt.append((live[b][0] + [tok], cum))
+                if len(nxt) == width:
+                    break
+            live = nxt
+            if not live or step == max_tokens:
+                for toks, cum in live:
+                    add(toks, cum)
+                break
+            if len(done) >= width:
+                if early_stopping is True:
+                    break
+                horizon = max_tokens if (early_stopping == "never" and length_penalty > 0) else step
+                if score(max(c for _, c in live), horizon) <= min(d[2] for d in done):
+                    break
+        return sorted(done, key=lambda d: -d[2])

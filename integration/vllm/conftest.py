@@ -3,7 +3,8 @@
 Engines are expensive on a 2-core box, so there are four, all session-scoped:
 
 - ``eager_llm``: in-process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``, 2x faster to start), eager,
-  plugin on (``additional_config.ttc``): mixed batches, prefix-cache isolation, accounting;
+  plugin on (``additional_config.ttc``) and the TTC scheduler (``scheduler_cls``): mixed batches,
+  prefix-cache isolation, accounting, token beam search;
 - ``no_plugin_run``: a child process, multiprocess engine with the plugin filtered out by
   ``VLLM_PLUGINS`` (the general plugin never runs, the logits processor stays inert, the model is
   vLLM's own class): the "without the plugin" reference;
@@ -100,7 +101,7 @@ def eager_llm(tiny_model, named_vector, ttc_adapter):
     from vllm import LLM
 
     ttc = {"vectors": {"honest": named_vector[0]}, "ttc_layers": {str(ttc_adapter[0]): ttc_adapter[1]}}
-    llm = LLM(**engine.engine_kwargs(tiny_model, eager=True, ttc=ttc))
+    llm = LLM(**engine.engine_kwargs(tiny_model, eager=True, ttc=ttc, scheduler_cls=engine.BEAM_SCHEDULER))
     yield llm
     del llm
 
@@ -169,7 +170,7 @@ def server(tiny_model, tmp_path_factory):
         sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", tiny_model,
         "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--enforce-eager",
         "--max-model-len", "1024", "--kv-cache-memory-bytes", str(engine.KV_CACHE_BYTES),
-        "--additional-config", json.dumps({"ttc": {}}),
+        "--additional-config", json.dumps({"ttc": {}}), "--scheduler-cls", engine.BEAM_SCHEDULER,
     ]
     if not engine.logits_processor_entry_point_installed():
         cmd += ["--logits-processors", engine.LOGITS_PROCESSOR]

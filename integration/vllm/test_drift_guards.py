@@ -122,3 +122,65 @@ def test_seam_general_plugins_run_register_uncaught():
 
     src = inspect.getsource(plugins.load_general_plugins)
     assert "for func in plugins.values():\n        func()" in src
+
+
+# --- TTC scheduler (beam_scheduler.py) and branch fork (kv_fork.py) ---------------------------
+
+
+def test_seam_scheduler_cls_subclass():
+    from vllm.v1.core.sched.scheduler import Scheduler
+
+    for name in ("schedule", "update_from_output", "add_request", "finish_requests",
+                 "get_num_unfinished_requests", "_free_request", "_enqueue_waiting_request"):
+        assert callable(getattr(Scheduler, name, None)), name
+    assert _params(inspect.unwrap(Scheduler.update_from_output))[:3] == ["self", "scheduler_output",
+                                                                          "model_runner_output"]
+    assert _params(Scheduler.finish_requests)[:3] == ["self", "request_ids", "finished_status"]
+    src = inspect.getsource(Scheduler)
+    for attr in ("self.running", "self.requests", "self.finished_req_ids", "self.max_num_running_reqs",
+                 "self.use_v2_model_runner", "self.kv_cache_manager", "self.max_model_len"):
+        assert attr in src, attr
+    # the running-queue admission reads the cap we lower while lanes are parked / slots reserved
+    assert "len(self.running) <= self.max_num_running_reqs" in inspect.getsource(Scheduler.schedule)
+
+
+def test_seam_model_runner_takes_new_requests_with_computed_tokens_and_block_copies():
+    from vllm.v1.core.sched.output import CachedRequestData, NewRequestData, SchedulerOutput
+    from vllm.v1.worker.gpu_model_runner import GPUModelRunner
+
+    fields = set(NewRequestData.__dataclass_fields__)
+    assert {"req_id", "prompt_token_ids", "block_ids", "num_computed_tokens", "sampling_params"} <= fields
+    assert set(CachedRequestData.__dataclass_fields__) == {
+        "req_ids", "resumed_req_ids", "new_token_ids", "all_token_ids", "new_block_ids",
+        "num_computed_tokens", "num_output_tokens"}
+    assert "kv_cache_block_copies" in SchedulerOutput.__dataclass_fields__
+    src = inspect.getsource(GPUModelRunner._update_states)
+    assert "num_computed_tokens=new_req_data.num_computed_tokens" in src
+    assert "copy_kv_cache_blocks_inplace" in src, "block copies no longer run before the forward"
+
+
+def test_seam_kv_fork_block_tables():
+    from vllm.v1.core.block_pool import BlockPool
+    from vllm.v1.core.kv_cache_manager import KVCacheManager
+    from vllm.v1.core.single_type_kv_cache_manager import FullAttentionManager, SingleTypeKVCacheManager
+
+    for name in ("touch", "get_new_blocks", "get_num_free_blocks", "free_blocks"):
+        assert callable(getattr(BlockPool, name, None)), name
+    assert _params(SingleTypeKVCacheManager._apply_cow) == ["self", "request_id", "block_idx", "source_block",
+                                                            "cow_block"]
+    src = inspect.getsource(SingleTypeKVCacheManager)
+    for attr in ("self.req_to_blocks", "self.num_cached_block", "self._pending_cow_copies", "self.block_pool"):
+        assert attr in src, attr
+    assert "take_kv_cache_block_copies" in inspect.getsource(KVCacheManager)
+    assert issubclass(FullAttentionManager, SingleTypeKVCacheManager)
+
+
+def test_seam_logprobs_and_engine_core_output():
+    from vllm.v1.engine import EngineCoreOutput
+    from vllm.v1.outputs import LogprobsLists, ModelRunnerOutput
+
+    assert LogprobsLists._fields[:4] == ("logprob_token_ids", "logprobs", "sampled_token_ranks",
+                                         "cu_num_generated_tokens")
+    assert {"req_id_to_index", "sampled_token_ids", "logprobs"} <= set(ModelRunnerOutput.__dataclass_fields__)
+    assert {"kv_transfer_params", "prefill_stats", "new_token_ids", "finish_reason", "stop_reason"} <= set(
+        EngineCoreOutput.__struct_fields__)

@@ -19,6 +19,8 @@ if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))  # after site-packages: never shadow the installed ttc_plugins
 
 LOGITS_PROCESSOR = "ttc_plugins.vllm_backend.logits:TTCLogitsProcessor"
+#: the TTC scheduler (in-engine fork, ``ttc.beam``); plain requests take vLLM's path through it
+BEAM_SCHEDULER = "ttc_plugins.vllm_backend.beam_scheduler.TTCScheduler"
 KV_CACHE_BYTES = 256 * 2**20
 
 

@@ -13,9 +13,11 @@ from ttc_plugins.vllm_backend.frontend import (
     RESOLVED_KEY,
     SALT_PREFIX,
     FrontendState,
+    BEAM_SCHEDULER,
     combine_salt,
     kv_stats,
     parse_request_params,
+    uses_beam_scheduler,
 )
 
 H = 8
@@ -49,7 +51,7 @@ def test_bad_engine_config_names_the_key(raw, key):
 
 
 def test_unknown_key_lists_allowed_keys():
-    with pytest.raises(TTCConfigError, match="allowed: controls, plan_cache_size, ttc_layers, vectors"):
+    with pytest.raises(TTCConfigError, match="allowed: controls, max_beam_width, plan_cache_size, ttc_layers, vectors"):
         parse_engine_config({"ttc": {"nope": 1}})
 
 
@@ -141,3 +143,26 @@ def test_ttc_layer_adapters_checked_at_start(tmp_path):
     (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(TTCConfigError, match=r"ttc_layers\.0: .* not a readable safetensors file"):
         parse_engine_config({"ttc": {"ttc_layers": {"0": str(tmp_path / "junk.safetensors")}}})
+
+
+def test_beam_needs_the_ttc_scheduler_and_a_width_within_the_limit():
+    from dataclasses import replace
+
+    on = replace(_state(), beam_scheduler=True, max_beam_width=4)
+    entries, salt = on.prepare({"beam": {"width": 4}}, "r", [1])
+    assert entries["ttc"]["beam"]["width"] == 4 and salt is None
+    with pytest.raises(TTCParamError, match=r"above this engine's limit of 4") as info:
+        on.prepare({"beam": {"width": 5}}, "r", [1])
+    assert info.value.field == "ttc.beam.width"
+    with pytest.raises(TTCParamError, match="--scheduler-cls " + BEAM_SCHEDULER.replace(".", r"\.")) as info:
+        _state().prepare({"beam": {"width": 2}}, "r", [1])
+    assert info.value.field == "ttc.beam"
+
+
+def test_beam_scheduler_recognised_by_name_or_class():
+    from types import SimpleNamespace
+
+    assert uses_beam_scheduler(SimpleNamespace(scheduler_cls=BEAM_SCHEDULER))
+    assert uses_beam_scheduler(SimpleNamespace(scheduler_cls=BEAM_SCHEDULER.rsplit(".", 1)[0] + ":TTCScheduler"))
+    assert not uses_beam_scheduler(SimpleNamespace(scheduler_cls="vllm.v1.core.sched.scheduler.Scheduler"))
+    assert not uses_beam_scheduler(SimpleNamespace(scheduler_cls=None))

@@ -48,9 +48,13 @@ def apply() -> None:
             return original_process(self, request_id, prompt, params, *args, **kwargs)
         raw = extra.get("ttc")
         try:
-            frontend.parse_request_params(raw)  # fail before tokenizing
+            parsed = frontend.parse_request_params(raw)  # fail before tokenizing
         except TTCParamError as exc:
             raise VLLMValidationError(str(exc), parameter=exc.field) from None
+        if parsed is not None and parsed.beam is not None and getattr(params, "n", 1) != 1:
+            # n copies would each run the whole search: every beam is already in ttc.beam
+            raise VLLMValidationError("n: a ttc.beam request answers its best beam (all beams are in the "
+                                      "ttc.beam report); use n=1", parameter="n")
         request = original_process(self, request_id, prompt, params, *args, **kwargs)
         state = getattr(self, "_ttc_frontend", None) or frontend.FrontendState.from_vllm_config(self.vllm_config)
         try:

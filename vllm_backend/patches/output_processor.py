@@ -5,8 +5,10 @@ must reach the ``ttc_kv_report`` / ``ttc_request_finished`` hooks in the fronten
 results; vLLM computes ``num_cached_tokens`` per request but has no finish callback.
 How: ``from_new_request`` gives the state of an opted-in request its own ``make_request_output``
 (bound on the instance), which calls the hooks once the request finished and attaches the summary
-to the ``RequestOutput`` as ``output.ttc``. The class method is not replaced: plain requests run
-vLLM's own per-step path with no wrapper in it. See LEDGER.md.
+to the ``RequestOutput`` as ``output.ttc``; a token beam search's report
+(``kv_transfer_params["ttc_beam"]``, set by the TTC scheduler) moves to ``output.ttc["beam"]``. The
+class method is not replaced: plain requests run vLLM's own per-step path with no wrapper in it.
+See LEDGER.md.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import types
 from .. import frontend
 
 TARGET = "vllm.v1.engine.output_processor.RequestState"
+BEAM_RESULT_KEY = "ttc_beam"  # beam_scheduler.RESULT_KEY (not imported: the frontend never loads the scheduler)
 _applied = False
 
 
@@ -46,6 +49,7 @@ def apply() -> None:
         if finish_reason is None or self._ttc_reported:
             return output
         self._ttc_reported = True
+        beam = (getattr(output, "kv_transfer_params", None) or {}).get(BEAM_RESULT_KEY) if output is not None else None
         summary = frontend.report_finished(
             self._ttc_extra,
             self.external_req_id,
@@ -54,8 +58,11 @@ def apply() -> None:
             str(finish_reason),
             self.num_cached_tokens,
             frontend.block_size(),
+            beam_kv=beam["kv"] if beam is not None else None,
         )
         if output is not None:
+            if beam is not None:
+                summary["beam"] = beam
             output.ttc = summary
         return output
 

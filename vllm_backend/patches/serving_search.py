@@ -51,7 +51,7 @@ def apply() -> None:
         except TTCParamError as exc:
             return serving._bad(exc.field, exc.message)
         if params is None:
-            return await original_completion(self, request, raw_request)
+            return serving.surface_beam_report(await original_completion(self, request, raw_request))
         return await serving.create_search_completion(self, request, raw_request, params)
 
     @functools.wraps(original_chat)

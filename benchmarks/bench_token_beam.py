@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench_models import model_path  # noqa: E402  (benchmarks/ is sys.path[0] for a script)
+
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -43,19 +45,6 @@ PROMPTS = [
     "In machine learning, overfitting happens when",
     "The recipe for a simple tomato sauce:",
 ]
-
-
-def _model_path(name: str) -> str:
-    if name == "tiny":
-        sys.path.append(str(ROOT))  # after site-packages: never shadow the installed ttc_plugins
-        from integration.common.tiny import tiny_model_dir
-
-        return str(tiny_model_dir())
-    if name == "smollm2":
-        from ttc_plugins.model.default import default_model_path
-
-        return str(default_model_path(progress=False))
-    return name
 
 
 def _cpu() -> float:
@@ -84,7 +73,7 @@ def main() -> None:
     from vllm import LLM, SamplingParams
     from vllm.sampling_params import BeamSearchParams
 
-    model = _model_path(args.model)
+    model = model_path(args.model)
     prompts = (PROMPTS * (args.prompts // len(PROMPTS) + 1))[: args.prompts]
     llm = LLM(model=model, max_model_len=1024, kv_cache_memory_bytes=1 << 30, enforce_eager=True,
               scheduler_cls=SCHEDULER, seed=0)

@@ -33,20 +33,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_models import model_path  # noqa: E402  (benchmarks/ is sys.path[0] for a script)
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _model_path(name: str) -> str:
-    if name == "tiny":
-        sys.path.append(str(ROOT))  # after site-packages: never shadow the installed ttc_plugins
-        from integration.common.tiny import tiny_model_dir
-
-        return str(tiny_model_dir())
-    if name == "smollm2":
-        from ttc_plugins.model.default import default_model_path
-
-        return str(default_model_path(progress=False))
-    return name
 
 
 def _hide_ttc_entry_points() -> None:
@@ -111,7 +100,7 @@ def main() -> None:
     if args.child:
         return child(args)
 
-    model_path = _model_path(args.model)
+    model_dir = model_path(args.model)
     tokens = args.prompts * args.max_tokens
     per_mode: dict[str, list[float]] = {"off": [], "on": []}
     cpu_mode: dict[str, list[float]] = {"off": [], "on": []}
@@ -120,7 +109,7 @@ def main() -> None:
             for mode in ("off", "on") if r % 2 == 0 else ("on", "off"):
                 out = Path(tmp) / f"{mode}-{r}.json"
                 env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-                cmd = [sys.executable, __file__, "--child", "--mode", mode, "--model-path", model_path, "--out", str(out),
+                cmd = [sys.executable, __file__, "--child", "--mode", mode, "--model-path", model_dir, "--out", str(out),
                        "--prompts", str(args.prompts), "--max-tokens", str(args.max_tokens),
                        "--repeats", str(args.repeats)]
                 subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -34,7 +34,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bench_models import model_path  # noqa: E402  (benchmarks/ is sys.path[0] for a script)
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_models, also under PYTHONSAFEPATH=1
+from bench_models import model_path  # noqa: E402
 
 START_TIMEOUT_S = 600
 

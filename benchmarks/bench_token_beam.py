@@ -23,7 +23,8 @@ import sys
 import time
 from pathlib import Path
 
-from bench_models import model_path  # noqa: E402  (benchmarks/ is sys.path[0] for a script)
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_models, also under PYTHONSAFEPATH=1
+from bench_models import model_path  # noqa: E402
 
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -32,7 +32,7 @@ import asyncio
 import concurrent.futures
 import itertools
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ttc_plugins.search.engine import ExtendRequest
@@ -58,18 +58,19 @@ class AsyncVLLMEngineOps(VLLMEngineOps):
 
     :param engine_client: the server's engine client (``AsyncLLM``).
     :param loop: the event loop the client runs on (default: the running loop).
-    :param embedder, pm, seeded, add_bos: as for :class:`~.search_ops.VLLMEngineOps`.
+    :param embedder, pm, seeded, add_bos, reward_models: as for :class:`~.search_ops.VLLMEngineOps`.
     """
 
     name = "vllm-async"
 
     def __init__(self, engine_client: Any, *, loop: asyncio.AbstractEventLoop | None = None,
                  embedder: Callable[[Sequence[str]], list[list[float]]] | None = None, pm: Any = None,
-                 seeded: bool = True, add_bos: bool = True):
+                 seeded: bool = True, add_bos: bool = True, reward_models: Mapping[str, Any] | None = None):
         self.client = engine_client
         self.engine = engine_client
         self.loop = loop or asyncio.get_running_loop()
-        self._init_base(engine_client.renderer.get_tokenizer(), embedder=embedder, pm=pm, add_bos=add_bos)
+        self._init_base(engine_client.renderer.get_tokenizer(), embedder=embedder, pm=pm, add_bos=add_bos,
+                        reward_models=reward_models)
         self.seeded = seeded
         cfg = engine_client.vllm_config
         if seeded and getattr(cfg.scheduler_config, "enable_chunked_prefill", False):

@@ -21,13 +21,13 @@ seeded searches with a 400 that names the flags to start it with.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Any
 
 from ttc_plugins.errors import TTCParamError
 from ttc_plugins.params import TTCParams
+from ttc_plugins.search import serving as served
 
 from . import frontend
 
@@ -59,54 +59,13 @@ def search_params_of(extra: Any) -> TTCParams | None:
     """
     if not extra or "ttc" not in extra:
         return None
-    raw = extra["ttc"]
-    if isinstance(raw, str):
-        try:
-            decoded = json.loads(raw)
-        except ValueError:
-            decoded = None  # parse_request_params reports it
-        if isinstance(decoded, dict) and decoded.get("search") is None:
-            return None
-    elif not isinstance(raw, dict) or raw.get("search") is None:
-        return None
-    params = frontend.parse_request_params(raw)
-    return params if params is not None and params.search is not None else None
+    return served.search_params_of(extra["ttc"], frontend.parse_request_params)
 
 
-def _unsupported(request: Any, params: TTCParams):
-    """The first request feature a search cannot honour, as an error response, else None.
-    Completions and chat requests share it; fields one of them lacks are skipped."""
-    if params.control is not None:
-        return _bad("ttc.control", "not supported together with ttc.search yet")
-    if params.decoding:
-        return _bad("ttc.decoding", "not supported together with ttc.search yet")
-    if request.stream:
-        return _bad("stream", "a search request cannot be streamed")
-    if (request.n or 1) > 1:
-        return _bad("n", "a search returns one answer; use ttc.search.width for more samples")
-    if getattr(request, "best_of", None) not in (None, 1):
-        return _bad("best_of", "not supported with ttc.search")
-    if getattr(request, "echo", False):
-        return _bad("echo", "not supported with ttc.search")
-    if getattr(request, "logprobs", None) not in (None, False):
-        return _bad("logprobs", "not supported with ttc.search (the report carries the scores)")
-    if getattr(request, "use_beam_search", False):
-        return _bad("use_beam_search", "use ttc.search with strategy 'beam' instead")
-    if getattr(request, "tools", None):
-        return _bad("tools", "not supported with ttc.search")
-    return None
-
-
-def _completion_prompt(request: Any):
-    """The one text prompt of a completions request, or an error response."""
-    prompt = request.prompt
-    if isinstance(prompt, list):
-        if len(prompt) != 1:
-            return None, _bad("prompt", "a search request takes exactly one prompt")
-        prompt = prompt[0]
-    if not isinstance(prompt, str) or not prompt:
-        return None, _bad("prompt", "a search request takes one non-empty text prompt")
-    return prompt, None
+def _refusal(request: Any, params: TTCParams):
+    """An error response for the first request feature a search cannot honour, else None."""
+    bad = served.unsupported_feature(request, params)
+    return _bad(*bad) if bad is not None else None
 
 
 async def _reward_models(serving: Any, scorer: Any) -> dict[str, Any]:
@@ -133,7 +92,7 @@ async def _run_search(serving: Any, request: Any, params: TTCParams, prompt: str
 
     from .search_async import CHUNKED_PREFILL_MESSAGE, AsyncVLLMEngineOps
 
-    error = _unsupported(request, params)
+    error = _refusal(request, params)
     if error is not None:
         return error
     pm = get_plugin_manager()
@@ -157,20 +116,11 @@ async def _run_search(serving: Any, request: Any, params: TTCParams, prompt: str
         return serving.create_error_response(f"search failed: {type(exc).__name__}: {exc}",
                                              err_type="InternalServerError",
                                              status_code=HTTPStatus.INTERNAL_SERVER_ERROR)
-    report = result.to_json()
-    report["engine"] = {"sequences": ops.sequences, "calls": dict(ops.calls),
-                        "kv": {"tokens_computed": ops.stats.tokens_computed,
-                               "tokens_reused": ops.stats.tokens_reused,
-                               "peak_blocks": ops.stats.peak_blocks, "block_size": ops.block_size}}
+    report = served.report_of(result, ops, ops.block_size)
     prompt_tokens = len(ops.encode(prompt))
     generated = result.counters.tokens_generated
     usage = UsageInfo(prompt_tokens=prompt_tokens, completion_tokens=generated, total_tokens=prompt_tokens + generated)
     return result, report, usage
-
-
-def _finish_reason(result: Any) -> str:
-    chosen = next((c for c in result.candidates if c.branch_id == result.chosen_branch_id), None)
-    return "stop" if chosen is None or chosen.finished else "length"
 
 
 async def create_search_completion(serving: Any, request: Any, raw_request: Any, params: TTCParams) -> Any:
@@ -181,9 +131,9 @@ async def create_search_completion(serving: Any, request: Any, raw_request: Any,
     error = await serving._check_model(request)
     if error is not None:
         return error
-    prompt, error = _completion_prompt(request)
-    if error is not None:
-        return error
+    prompt, bad = served.single_text_prompt(request.prompt)
+    if bad is not None:
+        return _bad(*bad)
     request_id = f"cmpl-{serving._base_request_id(raw_request, getattr(request, 'request_id', None))}"
     ran = await _run_search(serving, request, params, prompt, request_id)
     if not isinstance(ran, tuple):
@@ -191,7 +141,7 @@ async def create_search_completion(serving: Any, request: Any, raw_request: Any,
     result, report, usage = ran
     return CompletionResponse(
         id=request_id, created=int(time.time()), model=serving.models.model_name(None),
-        choices=[CompletionResponseChoice(index=0, text=result.text, finish_reason=_finish_reason(result))],
+        choices=[CompletionResponseChoice(index=0, text=result.text, finish_reason=served.finish_reason(result))],
         usage=usage, ttc={"search": report},
     )
 
@@ -207,7 +157,7 @@ async def create_search_chat_completion(serving: Any, request: Any, raw_request:
         ChatMessage,
     )
 
-    error = _unsupported(request, params)  # before rendering: n > 1 fails vLLM's own preflight
+    error = _refusal(request, params)  # before rendering: n > 1 fails vLLM's own preflight
     if error is not None:
         return error
     rendered = await serving.render_chat_request(request)  # checks the model too
@@ -226,6 +176,6 @@ async def create_search_chat_completion(serving: Any, request: Any, raw_request:
     message = ChatMessage(role="assistant", content=result.text)
     return ChatCompletionResponse(
         id=request_id, created=int(time.time()), model=serving.models.model_name(None),
-        choices=[ChatCompletionResponseChoice(index=0, message=message, finish_reason=_finish_reason(result))],
+        choices=[ChatCompletionResponseChoice(index=0, message=message, finish_reason=served.finish_reason(result))],
         usage=usage, ttc={"search": report},
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
+from ..errors import TTCParamError
 from ..params import TTCParams
 from .result import SearchResult
 
@@ -22,17 +23,13 @@ def search_params_of(raw: Any, parse: Callable[[Any], TTCParams | None]) -> TTCP
 
     :raises TTCParamError: the section is invalid (naming the field).
     """
-    if raw is None:
-        return None
     if isinstance(raw, str):
         try:
-            decoded = json.loads(raw)
-        except ValueError:
-            decoded = None  # parse reports it
-        if isinstance(decoded, dict) and decoded.get("search") is None:
-            return None
-    elif not isinstance(raw, dict) or raw.get("search") is None:
-        return None
+            raw = json.loads(raw)
+        except ValueError as exc:
+            raise TTCParamError("ttc", f"not valid JSON: {exc}") from None
+    if not isinstance(raw, dict) or raw.get("search") is None:
+        return None  # not a search (an invalid non-search section is the ordinary path's to report)
     params = parse(raw)
     return params if params is not None and params.search is not None else None
 

@@ -25,7 +25,10 @@ from ..errors import TTCParamError
 from ..types import Score
 from .base import Scorer, ScoreItem
 
-__all__ = ["ProcessRewardScorer", "RewardModel", "prm_text", "reward_model_of"]
+__all__ = ["QWEN_STEP_TAG", "ProcessRewardScorer", "RewardModel", "prm_text", "reward_model_of"]
+
+#: The step tag of Qwen2.5-Math-PRM (and of the tiny test PRM).
+QWEN_STEP_TAG = "<extra_0>"
 
 
 @runtime_checkable

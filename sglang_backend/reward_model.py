@@ -82,14 +82,12 @@ class SGLangRewardModel:
             gen = manager.generate_request(EmbeddingReqInput(input_ids=_single_or_batch(batch)), None)
             return _embeddings(engine.loop.run_until_complete(gen.__anext__()))
 
-        tok = manager.tokenizer
-        return cls(tok, cls.step_tag_id_of(engine.server_args.model_path, tok), encode)
+        return cls.for_model(engine.server_args.model_path, encode)
 
     @classmethod
     def over_http(cls, url: str, model: str, *, timeout: float = 300.0) -> "SGLangRewardModel":
         """Over a PRM server at ``url``; ``model`` is its model directory (tokenizer, step tag)."""
         import requests
-        from transformers import AutoTokenizer
 
         def encode(batch: list[list[int]]) -> list[list[float]]:
             resp = requests.post(f"{url.rstrip('/')}/encode", json={"input_ids": _single_or_batch(batch)},
@@ -99,7 +97,15 @@ class SGLangRewardModel:
 
         info = requests.get(f"{url.rstrip('/')}/server_info", timeout=timeout).json()
         _require_no_radix(info.get("disable_radix_cache"))
-        tok = AutoTokenizer.from_pretrained(model, local_files_only=True)
+        return cls.for_model(model, encode)
+
+    @classmethod
+    def for_model(cls, model: str | Path, encode: Encode) -> "SGLangRewardModel":
+        """With the PRM's own HF tokenizer (what the HF reference reads; the tokenizer manager's
+        copy split the tiny PRM's texts differently) and step tag."""
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(str(model), local_files_only=True)
         return cls(tok, cls.step_tag_id_of(model, tok), encode)
 
     def step_rewards(self, texts: Sequence[str]) -> list[list[float]]:

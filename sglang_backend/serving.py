@@ -86,7 +86,10 @@ async def handle_search(serving: Any, request: Any, raw_request: Any, params: TT
     except TTCParamError as exc:
         return bad(serving, exc.field, exc.message)
     is_chat = isinstance(request, ChatCompletionRequest)
-    prompt, error = await _prompt_text(serving, request, raw_request, is_chat)
+    try:
+        prompt, error = await _prompt_text(serving, request, raw_request, is_chat)
+    except ValueError as exc:  # what SGLang's own handler answers with a 400 (bad messages, template)
+        return serving.create_error_response(str(exc))
     if error is not None:
         return error
     request_id = f"{'chatcmpl' if is_chat else 'cmpl'}-{uuid.uuid4().hex}"

@@ -5,15 +5,14 @@ A PRM runs as its own SGLang engine in embedding mode (``is_embedding``) with th
 ``Qwen2ForProcessRewardModel`` (:mod:`.models.qwen2_prm`, registered by the plugin). SGLang pools one
 vector per request (the last token's), so the reward of step ``k`` is read from the prompt cut right
 after step ``k``'s tag: one request per step, all in one batch; the PRM is causal, so this equals the
-per-tag outputs of one forward (the PRM engine runs with the radix cache off: with it on, prompts
-sharing a cached prefix got other outputs). The step reward is the softmax probability of label 1 ("correct").
+per-tag outputs of one forward (the radix cache shares the prefixes; a step read from cached KV
+differed from a fresh forward by ~1e-7). The step reward is the softmax probability of label 1 ("correct").
 
 Two ways to reach the engine:
 
-- :meth:`SGLangRewardModel.over_engine`: an in-process ``sgl.Engine(model_path=prm, is_embedding=True,
-  disable_radix_cache=True)``;
+- :meth:`SGLangRewardModel.over_engine`: an in-process ``sgl.Engine(model_path=prm, is_embedding=True)``;
 - :meth:`SGLangRewardModel.over_http`: a PRM server (``python -m sglang.launch_server --model-path prm
-  --is-embedding --disable-radix-cache``) through its native ``/encode`` endpoint. An OpenAI server with the plugin uses
+  --is-embedding``) through its native ``/encode`` endpoint. An OpenAI server with the plugin uses
   these for ``TTC_SGLANG_CONFIG`` ``reward_models`` (:func:`served_reward_models`).
 """
 
@@ -32,20 +31,8 @@ _CORRECT = 1  # label index of "this step is correct"
 Encode = Callable[[list[list[int]]], list[list[float]]]
 
 
-RADIX_MESSAGE = (
-    "the PRM engine must run with the radix cache off (sgl.Engine(disable_radix_cache=True), "
-    "--disable-radix-cache): with it on, SGLang's pooled outputs of prompts that share a cached prefix "
-    "are not those of the prompt (measured on sglang 0.5.23)"
-)
-
-
-def _require_no_radix(disabled: Any) -> None:
-    if disabled is False:
-        raise ValueError(RADIX_MESSAGE)
-
-
 def _single_or_batch(batch: list[list[int]]) -> Any:
-    # SGLang's embedding path errors on a batch of one list: send that one as a single prompt
+    # a batch of one list trips SGLang's embedding path (its own warmup works around it): send one prompt
     return batch[0] if len(batch) == 1 else batch
 
 
@@ -75,7 +62,6 @@ class SGLangRewardModel:
         """Over an in-process ``sgl.Engine(..., is_embedding=True)`` serving the PRM."""
         from sglang.srt.managers.io_struct import EmbeddingReqInput
 
-        _require_no_radix(bool(getattr(engine.server_args, "disable_radix_cache", False)))
         manager = engine.tokenizer_manager
 
         def encode(batch: list[list[int]]) -> list[list[float]]:
@@ -95,8 +81,6 @@ class SGLangRewardModel:
             resp.raise_for_status()
             return _embeddings(resp.json())
 
-        info = requests.get(f"{url.rstrip('/')}/server_info", timeout=timeout).json()
-        _require_no_radix(info.get("disable_radix_cache"))
         return cls.for_model(model, encode)
 
     @classmethod

@@ -152,7 +152,8 @@ def _start_server() -> None:
 
 
 def _start_prm_server() -> None:
-    """The tiny PRM served by SGLang in embedding mode (the radix cache off: see reward_model.py)."""
+    """The tiny PRM served by SGLang in embedding mode (radix cache off: every step's prompt is
+    computed whole, as the HF reference does)."""
     prm_dir, port = _prm()
     _launch_server("prm-server", port, engine_helpers.engine_kwargs(prm_dir, is_embedding=True,
                                                                     disable_radix_cache=True))

@@ -86,7 +86,7 @@ def main(argv: list[str]) -> int:
 
 def prm_main(argv: list[str]) -> int:
     """``prm PRM_DIR TEXTS.json OUT.json``: the step rewards of each text from the PRM on an
-    in-process engine (embedding mode, radix cache off), through ``SGLangRewardModel.over_engine``."""
+    in-process engine (embedding mode, radix cache off as in the suite's PRM server), through ``SGLangRewardModel.over_engine``."""
     prm_dir, texts_path, out_path = argv
     import sglang as sgl
 

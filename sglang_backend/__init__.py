@@ -95,12 +95,21 @@ def register() -> None:
         from . import patches
 
         targets = patches.install()
+        _register_models()
     except (TTCError, SeamMissing) as exc:
         log.error("%s", exc)
         raise SystemExit(f"ttc-plugins: refusing to start: {exc}") from exc
     _registered = True
     log.info(REGISTERED_MESSAGE, role, os.getpid())
     log.debug("ttc-plugins: hooks registered on %s", ", ".join(targets))
+
+
+def _register_models() -> None:
+    """Add the backend's model classes (:mod:`.models`, e.g. ``Qwen2ForProcessRewardModel``) to
+    SGLang's ``ModelRegistry``; built-in architectures are never replaced."""
+    from sglang.srt.models.registry import ModelRegistry
+
+    ModelRegistry.register(f"{__name__}.models")
 
 
 __all__ = ["register", "process_role", "check_engine_version"]

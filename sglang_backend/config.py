@@ -15,7 +15,10 @@ The value is a JSON object, or ``@/path/to/config.json``. Keys:
 ``allow_custom_logit_processor``
     default false: the backend refuses every request that carries a ``custom_logit_processor``
     (SGLang unpickles those bytes in the scheduler: remote code execution), even when the server
-    was started with ``--enable-custom-logit-processor``. Set true only on a trusted endpoint.
+    was started with ``--enable-custom-logit-processor``. Set true only on a trusted endpoint;
+``reward_models``
+    process reward models for the ``prm`` scorer, by name: ``{"prm": {"url": "http://host:port",
+    "model": "/path/prm"}}`` (a second SGLang server started with ``--is-embedding``).
 
 Unknown keys and bad values stop the engine at start with a message naming the key.
 Engine-free: imports neither sglang nor torch.
@@ -28,15 +31,30 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from ttc_plugins.engine_config import EngineConfigBase, TTCConfigError, validate_engine_config
 
 ENV = "TTC_SGLANG_CONFIG"
+
+
+class RewardModelServer(BaseModel):
+    """A process reward model served by another SGLang server (``--is-embedding``), for searches
+    with ``"scorer": "prm", "scorer_args": {"model": name}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Base URL of the PRM's SGLang server (its native ``/encode`` endpoint is used).
+    url: str = Field(pattern=r"^https?://")
+    #: The PRM's model directory (its tokenizer and ``step_tag_id``).
+    model: str = Field(min_length=1)
 
 
 class EngineConfig(EngineConfigBase):
     """Validated ``TTC_SGLANG_CONFIG`` (``vectors`` and ``controls`` come from the base)."""
 
     allow_custom_logit_processor: bool = False
+    reward_models: dict[str, RewardModelServer] = Field(default_factory=dict)
 
 
 def parse_engine_config(raw: str | Mapping[str, Any] | None) -> EngineConfig:

@@ -36,6 +36,11 @@ ENGINE = "sglang"
 TTC_KEY = "ttc"
 RESOLVED_KEY = "_ttc_control"
 SALT_PREFIX = "ttc:"
+SEARCH_NOT_A_GENERATION = (
+    "a search runs in the OpenAI server's /v1/completions and /v1/chat/completions handlers "
+    "(custom_params.ttc with a 'search' object), or in Python with ttc_plugins.search.run_search over "
+    "sglang_backend.search_ops.SGLangEngineOps; it cannot be a single engine generation"
+)
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,8 @@ def prepare_request(
     params = pm.parse_params(raw)
     if params is None:
         return None
+    if params.search is not None:  # never run a search silently as one plain generation
+        raise TTCParamError("ttc.search", SEARCH_NOT_A_GENERATION)
     model = model or ModelInfo()
     ctx = RequestContext(
         request_id=request_id,

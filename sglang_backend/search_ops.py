@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from ttc_plugins.search.engine import ExtendRequest, VerifyRequest
 from ttc_plugins.search.engine_base import EngineOpsBase
@@ -84,13 +84,15 @@ class SGLangEngineOps(EngineOpsBase):
     :param kv_poll_s: how often the scheduler's KV usage is polled while a batch runs; ``None``
         turns polling off (``blocks_held`` / ``peak_blocks`` then stay 0).
     :param top_logprobs: k of the top-k read by :meth:`verify_prob`.
+    :param reward_models: reward models served beside the engine, by name, for the ``prm`` scorer
+        (e.g. ``{"prm": sglang_backend.reward_model.SGLangRewardModel(prm_engine)}``).
     """
 
     name = "sglang"
 
     def __init__(self, engine: Any, *, embedder: Callable[[Sequence[str]], list[list[float]]] | None = None,
                  pm: Any = None, seeded: bool = True, add_bos: bool = True, kv_poll_s: float | None = 0.005,
-                 top_logprobs: int = 20):
+                 top_logprobs: int = 20, reward_models: Mapping[str, Any] | None = None):
         self.engine = engine
         args = getattr(engine, "server_args", None)
         if seeded and not getattr(args, "enable_deterministic_inference", False):
@@ -99,7 +101,8 @@ class SGLangEngineOps(EngineOpsBase):
                 "(SGLang ignores sampling_seed otherwise; sglang 0.5.23 refuses that flag with the "
                 "torch_native attention backend, so on CPU pass seeded=False)")
         self.seeded = seeded
-        self._init_base(engine.tokenizer_manager.tokenizer, embedder=embedder, pm=pm, add_bos=add_bos)
+        self._init_base(engine.tokenizer_manager.tokenizer, embedder=embedder, pm=pm, add_bos=add_bos,
+                        reward_models=reward_models)
         self.kv_poll_s = kv_poll_s
         self.top_logprobs = max(1, int(top_logprobs))
         self.page_size = int(getattr(args, "page_size", None) or 1)
@@ -155,23 +158,25 @@ class SGLangEngineOps(EngineOpsBase):
         it runs; returns one output dict per prompt, in order."""
         if not prompts:
             return []
-        eng = self.engine
         self.engine_calls += 1
-
-        async def go():
-            task = asyncio.ensure_future(
-                eng.async_generate(input_ids=[list(p) for p in prompts], sampling_params=list(params), **kw))
-            if self.kv_poll_s is not None:
-                while not task.done():
-                    await self._sample_kv()
-                    await asyncio.wait({task}, timeout=self.kv_poll_s)
-            return await task
-
-        outs = eng.loop.run_until_complete(go())
+        outs = self._complete(self._batch(prompts, params, **kw))
         outs = outs if isinstance(outs, list) else [outs]
         if len(outs) != len(prompts):
             raise RuntimeError(f"SGLangEngineOps: {len(outs)} outputs for {len(prompts)} prompts")
         return outs
+
+    def _complete(self, coro: Any) -> Any:
+        """Run one batch coroutine to completion (here: on the engine's own loop)."""
+        return self.engine.loop.run_until_complete(coro)
+
+    async def _batch(self, prompts: Sequence[Sequence[int]], params: Sequence[dict[str, Any]], **kw: Any) -> Any:
+        task = asyncio.ensure_future(
+            self.engine.async_generate(input_ids=[list(p) for p in prompts], sampling_params=list(params), **kw))
+        if self.kv_poll_s is not None:
+            while not task.done():
+                await self._sample_kv()
+                await asyncio.wait({task}, timeout=self.kv_poll_s)
+        return await task
 
     async def _sample_kv(self) -> None:
         loads = await self.engine.tokenizer_manager.get_loads()

@@ -55,6 +55,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "ttc_plugins.scoring.verifiers",
     "ttc_plugins.scoring.step_checker",
     "ttc_plugins.scoring.self_eval",
+    "ttc_plugins.scoring.prm",
 )
 
 log = logging.getLogger("ttc_plugins")

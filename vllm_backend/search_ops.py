@@ -34,7 +34,7 @@ vLLM is imported lazily: importing this module does not require it.
 from __future__ import annotations
 
 import itertools
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from ttc_plugins.search.engine import ExtendRequest, VerifyRequest
 from ttc_plugins.search.engine_base import EngineOpsBase
@@ -71,15 +71,18 @@ class VLLMEngineOps(EngineOpsBase):
     :param seeded: pass per-continuation seeds (batch-independent sampling). ``False`` drops the
         seeds (sampling then depends on the engine's global generator).
     :param add_bos: prepend the tokenizer's BOS in :meth:`encode` (as MemoryEngine does).
+    :param reward_models: reward models served beside the engine, by name, for the ``prm``
+        scorer (e.g. ``{"prm": vllm_backend.reward_model.VLLMRewardModel(prm_llm)}``).
     """
 
     name = "vllm"
 
     def __init__(self, llm: Any, *, embedder: Callable[[Sequence[str]], list[list[float]]] | None = None,
-                 pm: Any = None, seeded: bool = True, add_bos: bool = True):
+                 pm: Any = None, seeded: bool = True, add_bos: bool = True,
+                 reward_models: Mapping[str, Any] | None = None):
         self.llm = llm
         self.engine = llm.llm_engine
-        self._init_base(llm.get_tokenizer(), embedder=embedder, pm=pm, add_bos=add_bos)
+        self._init_base(llm.get_tokenizer(), embedder=embedder, pm=pm, add_bos=add_bos, reward_models=reward_models)
         self.seeded = seeded
         cfg = getattr(self.engine, "vllm_config", None)
         sched = getattr(cfg, "scheduler_config", None)

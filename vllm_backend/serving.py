@@ -1,39 +1,44 @@
 """Search requests on vLLM's OpenAI-compatible server, run inside the API server process.
 
-A ``/v1/completions`` request whose ``ttc`` section (``"vllm_xargs": {"ttc": "<JSON>"}``) has a
-``search`` object is not a generation: :func:`create_search_completion` runs the search with
-:func:`ttc_plugins.search.driver.arun_search` on the server's own engine client (no HTTP hop per
-round; the engine batches the branches of every search in flight with everything else it serves)
-and answers with a normal ``CompletionResponse`` whose text is the chosen path, plus the search
-report under ``"ttc": {"search": {...}}``. Reached through the patch in
+A ``/v1/completions`` or ``/v1/chat/completions`` request whose ``ttc`` section
+(``"vllm_xargs": {"ttc": "<JSON>"}``) has a ``search`` object is not a generation: the search runs
+with :func:`ttc_plugins.search.driver.arun_search` on the server's own engine client (no HTTP hop
+per round; the engine batches the branches of every search in flight with everything else it
+serves) on the prompt (chat: the chat-templated conversation, rendered by vLLM as for any chat
+request) and the answer is a normal ``CompletionResponse`` / ``ChatCompletionResponse`` whose text
+/ assistant message is the chosen path, plus the search report under ``"ttc": {"search": {...}}``.
+Searches scored by ``prm`` use the reward models of ``additional_config.ttc.reward_models``
+(second engines started in this process on first use). Reached through the patch in
 :mod:`.patches.serving_search`.
 
 Errors: invalid search settings are HTTP 400 naming the field (``ttc.search.width``,
-``ttc.search.strategy``, ``ttc.search.scorer``); request features a search cannot honour
-(``stream``, ``n``/``best_of`` > 1, ``echo``, ``logprobs``, ``use_beam_search``, several or
-token-id prompts, ``ttc.control``/``ttc.decoding`` alongside ``ttc.search``) are 400s naming
-theirs. A server started with chunked prefill on refuses seeded searches with a 400 that names
-the flags to start it with.
+``ttc.search.strategy``, ``ttc.search.scorer``, ``ttc.search.scorer_args.model``); request
+features a search cannot honour (``stream``, ``n``/``best_of`` > 1, ``echo``, ``logprobs``,
+``tools``, ``use_beam_search``, several or token-id prompts, ``ttc.control``/``ttc.decoding``
+alongside ``ttc.search``) are 400s naming theirs. A server started with chunked prefill on refuses
+seeded searches with a 400 that names the flags to start it with.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Any
 
 from ttc_plugins.errors import TTCParamError
 from ttc_plugins.params import TTCParams
+from ttc_plugins.search import serving as served
 
 from . import frontend
 
 log = logging.getLogger("ttc_plugins.vllm_backend")
 
-__all__ = ["SEARCH_ONLY_ON_COMPLETIONS", "create_search_completion", "search_params_of"]
+__all__ = ["SEARCH_ONLY_ON_COMPLETIONS", "create_search_chat_completion", "create_search_completion",
+           "search_params_of"]
 
 SEARCH_ONLY_ON_COMPLETIONS = (
-    "a search runs in the API server's /v1/completions handler (vllm_xargs.ttc with a 'search' object), "
+    "a search runs in the API server's /v1/completions and /v1/chat/completions handlers (vllm_xargs.ttc "
+    "with a 'search' object), "
     "or in Python with ttc_plugins.search.run_search over vllm_backend.search_ops.VLLMEngineOps; "
     "it cannot be a single engine generation"
 )
@@ -69,52 +74,32 @@ def search_params_of(extra: Any) -> TTCParams | None:
     """
     if not extra or "ttc" not in extra:
         return None
-    raw = extra["ttc"]
-    if isinstance(raw, str):
-        try:
-            decoded = json.loads(raw)
-        except ValueError:
-            decoded = None  # parse_request_params reports it
-        if isinstance(decoded, dict) and decoded.get("search") is None:
-            return None
-    elif not isinstance(raw, dict) or raw.get("search") is None:
-        return None
-    params = frontend.parse_request_params(raw)
-    return params if params is not None and params.search is not None else None
+    return served.search_params_of(extra["ttc"], frontend.parse_request_params)
 
 
-def _unsupported(request: Any, params: TTCParams):
-    """The first request feature a search cannot honour, as an error response, else None."""
-    if params.control is not None:
-        return _bad("ttc.control", "not supported together with ttc.search yet")
-    if params.decoding:
-        return _bad("ttc.decoding", "not supported together with ttc.search yet")
-    if request.stream:
-        return _bad("stream", "a search request cannot be streamed")
-    if (request.n or 1) > 1:
-        return _bad("n", "a search returns one answer; use ttc.search.width for more samples")
-    if getattr(request, "best_of", None) not in (None, 1):
-        return _bad("best_of", "not supported with ttc.search")
-    if request.echo:
-        return _bad("echo", "not supported with ttc.search")
-    if request.logprobs is not None:
-        return _bad("logprobs", "not supported with ttc.search (the report carries the scores)")
-    if getattr(request, "use_beam_search", False):
-        return _bad("use_beam_search", "use ttc.search with strategy 'beam' instead")
-    prompt = request.prompt
-    if isinstance(prompt, list):
-        if len(prompt) != 1:
-            return _bad("prompt", "a search request takes exactly one prompt")
-        prompt = prompt[0]
-    if not isinstance(prompt, str) or not prompt:
-        return _bad("prompt", "a search request takes one non-empty text prompt")
-    return None
+def _refusal(request: Any, params: TTCParams):
+    """An error response for the first request feature a search cannot honour, else None."""
+    bad = served.unsupported_feature(request, params)
+    return _bad(*bad) if bad is not None else None
 
 
-async def create_search_completion(serving: Any, request: Any, raw_request: Any, params: TTCParams) -> Any:
-    """Run the search of ``request`` on ``serving.engine_client``; a ``CompletionResponse`` (text =
-    the chosen path, ``ttc = {"search": report}``) or an ``ErrorResponse``."""
-    from vllm.entrypoints.openai.completion.protocol import CompletionResponse, CompletionResponseChoice
+async def _reward_models(serving: Any, scorer: Any) -> dict[str, Any]:
+    """The server's reward models (``additional_config.ttc.reward_models``), started on the first
+    search that is scored by one; none for other searches."""
+    from ttc_plugins.scoring.prm import ProcessRewardScorer
+
+    from .config import parse_engine_config
+    from .reward_model import served_reward_models
+
+    if not isinstance(scorer, ProcessRewardScorer):
+        return {}
+    cfg = parse_engine_config(serving.engine_client.vllm_config.additional_config)
+    return await served_reward_models(cfg.reward_models) if cfg is not None else {}
+
+
+async def _run_search(serving: Any, request: Any, params: TTCParams, prompt: str, request_id: str) -> Any:
+    """Run the search of ``request`` on ``prompt`` on ``serving.engine_client``: ``(result, report,
+    usage)`` or an ``ErrorResponse``. Shared by completions and chat."""
     from vllm.entrypoints.serve.engine.protocol import UsageInfo
 
     from ttc_plugins.manager import get_plugin_manager
@@ -122,23 +107,18 @@ async def create_search_completion(serving: Any, request: Any, raw_request: Any,
 
     from .search_async import CHUNKED_PREFILL_MESSAGE, AsyncVLLMEngineOps
 
-    error = await serving._check_model(request)
-    if error is not None:
-        return error
-    error = _unsupported(request, params)
+    error = _refusal(request, params)
     if error is not None:
         return error
     pm = get_plugin_manager()
     try:
-        resolve_search(pm, params.search)  # scorer name and scorer_args, before any engine call
+        _, _, scorer = resolve_search(pm, params.search)  # scorer name and scorer_args, before any engine call
     except TTCParamError as exc:
         return _bad(exc.field, exc.message)
-    prompt = request.prompt[0] if isinstance(request.prompt, list) else request.prompt
     try:
-        ops = AsyncVLLMEngineOps(serving.engine_client, pm=pm)
+        ops = AsyncVLLMEngineOps(serving.engine_client, pm=pm, reward_models=await _reward_models(serving, scorer))
     except ValueError:
         return _bad("ttc.search", CHUNKED_PREFILL_MESSAGE)
-    request_id = f"cmpl-{serving._base_request_id(raw_request, getattr(request, 'request_id', None))}"
     search = params.search.to_json("strategy")
     try:
         (result,) = await arun_search(ops, [SearchPrompt(text=prompt, request_id=request_id)], search, pm=pm)
@@ -151,21 +131,66 @@ async def create_search_completion(serving: Any, request: Any, raw_request: Any,
         return serving.create_error_response(f"search failed: {type(exc).__name__}: {exc}",
                                              err_type="InternalServerError",
                                              status_code=HTTPStatus.INTERNAL_SERVER_ERROR)
-    report = result.to_json()
-    report["engine"] = {"sequences": ops.sequences, "calls": dict(ops.calls),
-                        "kv": {"tokens_computed": ops.stats.tokens_computed,
-                               "tokens_reused": ops.stats.tokens_reused,
-                               "peak_blocks": ops.stats.peak_blocks, "block_size": ops.block_size}}
-    chosen = next((c for c in result.candidates if c.branch_id == result.chosen_branch_id), None)
-    finish = "stop" if chosen is None or chosen.finished else "length"
+    report = served.report_of(result, ops, ops.block_size)
     prompt_tokens = len(ops.encode(prompt))
     generated = result.counters.tokens_generated
+    usage = UsageInfo(prompt_tokens=prompt_tokens, completion_tokens=generated, total_tokens=prompt_tokens + generated)
+    return result, report, usage
+
+
+async def create_search_completion(serving: Any, request: Any, raw_request: Any, params: TTCParams) -> Any:
+    """Run the search of a ``/v1/completions`` request; a ``CompletionResponse`` (text = the chosen
+    path, ``ttc = {"search": report}``) or an ``ErrorResponse``."""
+    from vllm.entrypoints.openai.completion.protocol import CompletionResponse, CompletionResponseChoice
+
+    error = await serving._check_model(request)
+    if error is not None:
+        return error
+    prompt, bad = served.single_text_prompt(request.prompt)
+    if bad is not None:
+        return _bad(*bad)
+    request_id = f"cmpl-{serving._base_request_id(raw_request, getattr(request, 'request_id', None))}"
+    ran = await _run_search(serving, request, params, prompt, request_id)
+    if not isinstance(ran, tuple):
+        return ran
+    result, report, usage = ran
     return CompletionResponse(
-        id=request_id,
-        created=int(time.time()),
-        model=serving.models.model_name(None),
-        choices=[CompletionResponseChoice(index=0, text=result.text, finish_reason=finish)],
-        usage=UsageInfo(prompt_tokens=prompt_tokens, completion_tokens=generated,
-                        total_tokens=prompt_tokens + generated),
-        ttc={"search": report},
+        id=request_id, created=int(time.time()), model=serving.models.model_name(None),
+        choices=[CompletionResponseChoice(index=0, text=result.text, finish_reason=served.finish_reason(result))],
+        usage=usage, ttc={"search": report},
+    )
+
+
+async def create_search_chat_completion(serving: Any, request: Any, raw_request: Any, params: TTCParams) -> Any:
+    """Run the search of a ``/v1/chat/completions`` request on its chat-templated prompt (vLLM's own
+    renderer: the server's template, ``chat_template_kwargs``, generation prompt); a
+    ``ChatCompletionResponse`` whose assistant message is the chosen path, with the report under
+    ``ttc.search``, or an ``ErrorResponse``."""
+    from vllm.entrypoints.openai.chat_completion.protocol import (
+        ChatCompletionResponse,
+        ChatCompletionResponseChoice,
+        ChatMessage,
+    )
+
+    error = _refusal(request, params)  # before rendering: n > 1 fails vLLM's own preflight
+    if error is not None:
+        return error
+    rendered = await serving.render_chat_request(request)  # checks the model too
+    if not isinstance(rendered, tuple):
+        return rendered
+    _, engine_inputs = rendered
+    if len(engine_inputs) != 1:
+        return _bad("messages", "a search request takes one conversation")
+    parts = serving._extract_prompt_components(engine_inputs[0])
+    prompt = parts.text if parts.text else serving.engine_client.renderer.get_tokenizer().decode(list(parts.token_ids))
+    request_id = f"chatcmpl-{serving._base_request_id(raw_request, getattr(request, 'request_id', None))}"
+    ran = await _run_search(serving, request, params, prompt, request_id)
+    if not isinstance(ran, tuple):
+        return ran
+    result, report, usage = ran
+    message = ChatMessage(role="assistant", content=result.text)
+    return ChatCompletionResponse(
+        id=request_id, created=int(time.time()), model=serving.models.model_name(None),
+        choices=[ChatCompletionResponseChoice(index=0, message=message, finish_reason=served.finish_reason(result))],
+        usage=usage, ttc={"search": report},
     )

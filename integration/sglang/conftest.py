@@ -70,8 +70,18 @@ def _named_vector() -> tuple[str, tuple[float, ...]]:
     return str(path), tuple(vec)
 
 
+@functools.lru_cache(maxsize=None)
+def _prm() -> tuple[str, int]:
+    """The tiny PRM with seeded weights (HF is its reference) and the port of its server."""
+    from ttc_plugins.testing import build_tiny_qwen2_prm
+
+    return str(build_tiny_qwen2_prm(weights=True)), _free_port()
+
+
 def _engine_config() -> str:
-    return json.dumps({"vectors": {"honest": _named_vector()[0]}})
+    prm_dir, prm_port = _prm()
+    return json.dumps({"vectors": {"honest": _named_vector()[0]},
+                       "reward_models": {"prm": {"url": f"http://127.0.0.1:{prm_port}", "model": prm_dir}}})
 
 
 class _Child:
@@ -124,9 +134,7 @@ def _start_no_plugin() -> None:
     _CHILDREN["no-plugin"] = _Child("no-plugin", cmd, env)
 
 
-def _start_server() -> None:
-    port = _free_port()
-    args = engine_helpers.engine_kwargs(_tiny(), enable_custom_logit_processor=True)
+def _launch_server(name: str, port: int, args: dict) -> None:
     cmd = [sys.executable, "-m", "sglang.launch_server", "--host", "127.0.0.1", "--port", str(port)]
     for key, value in args.items():
         flag = "--" + key.replace("_", "-")
@@ -134,9 +142,21 @@ def _start_server() -> None:
             cmd.append(flag)
         elif value is not False:
             cmd += [flag, str(value)]
-    child = _Child("server", cmd, {**os.environ, "TTC_SGLANG_CONFIG": _engine_config()})
+    child = _Child(name, cmd, {**os.environ, "TTC_SGLANG_CONFIG": _engine_config()})
     child.url = f"http://127.0.0.1:{port}"
-    _CHILDREN["server"] = child
+    _CHILDREN[name] = child
+
+
+def _start_server() -> None:
+    _launch_server("server", _free_port(), engine_helpers.engine_kwargs(_tiny(), enable_custom_logit_processor=True))
+
+
+def _start_prm_server() -> None:
+    """The tiny PRM served by SGLang in embedding mode (radix cache off: every step's prompt is
+    computed whole, as the HF reference does)."""
+    prm_dir, port = _prm()
+    _launch_server("prm-server", port, engine_helpers.engine_kwargs(prm_dir, is_embedding=True,
+                                                                    disable_radix_cache=True))
 
 
 def pytest_collection_modifyitems(session, config, items):
@@ -147,6 +167,8 @@ def pytest_collection_modifyitems(session, config, items):
         _start_no_plugin()
     if "server" in needed:
         _start_server()
+    if "prm_server" in needed:
+        _start_prm_server()
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -219,14 +241,13 @@ def no_plugin_run(tiny_model) -> list:
     return [[(ids, lps) for ids, lps in batch] for batch in out]
 
 
-@pytest.fixture(scope="session")
-def server(tiny_model):
-    """``python -m sglang.launch_server`` with the plugin; yields the base URL."""
+def _ready(name: str, start) -> str:
+    """Wait until the child server ``name`` (started by ``start`` if not yet) is healthy; its URL."""
     import requests
 
-    if "server" not in _CHILDREN:
-        _start_server()
-    child = _CHILDREN["server"]
+    if name not in _CHILDREN:
+        start()
+    child = _CHILDREN[name]
     while True:
         if child.proc.poll() is not None:
             raise RuntimeError(f"sglang server exited with {child.proc.returncode}:\n{child.tail()}")
@@ -239,5 +260,24 @@ def server(tiny_model):
             child.stop()
             raise RuntimeError(f"sglang server not ready in {CHILD_TIMEOUT}s:\n{child.tail()}")
         time.sleep(1.0)
-    yield child.url
-    child.stop()
+    return child.url
+
+
+@pytest.fixture(scope="session")
+def server(tiny_model):
+    """``python -m sglang.launch_server`` with the plugin; yields the base URL."""
+    yield _ready("server", _start_server)
+    _CHILDREN["server"].stop()
+
+
+@pytest.fixture(scope="session")
+def prm_dir() -> str:
+    return _prm()[0]
+
+
+@pytest.fixture(scope="session")
+def prm_server(prm_dir):
+    """The tiny PRM on its own SGLang server (``--is-embedding``); the ``server`` names it as the
+    reward model ``prm`` in ``TTC_SGLANG_CONFIG``. Yields the base URL."""
+    yield _ready("prm-server", _start_prm_server)
+    _CHILDREN["prm-server"].stop()

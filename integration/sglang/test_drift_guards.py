@@ -157,3 +157,34 @@ def test_llama_layers_get_forward_batch_as_third_positional_argument():
     assert _params(LlamaDecoderLayer.forward)[:4] == ["self", "positions", "hidden_states", "forward_batch"]
     src = inspect.getsource(LlamaModel.forward)
     assert re.search(r"self\.layers\[i\]\(\s*positions,\s*hidden_states,\s*forward_batch", src)
+
+
+def test_frontend_serve_search_seam():
+    """What serving.py relies on: every OpenAI handler's entry, its request fields, the chat
+    conversion, the error response with ``param``, the response types and the model registry."""
+    from sglang.srt.entrypoints.openai import protocol
+    from sglang.srt.entrypoints.openai.serving_base import OpenAIServingBase
+    from sglang.srt.entrypoints.openai.serving_chat import OpenAIServingChat
+    from sglang.srt.entrypoints.openai.serving_completions import OpenAIServingCompletion
+    from sglang.srt.managers.io_struct import EmbeddingReqInput, GenerateReqInput
+    from sglang.srt.models.registry import ModelRegistry
+    from sglang.srt.models.qwen2_rm import Qwen2ForRewardModel
+
+    assert inspect.iscoroutinefunction(inspect.unwrap(OpenAIServingBase.handle_request))
+    assert _params(inspect.unwrap(OpenAIServingBase.handle_request)) == ["self", "request", "raw_request"]
+    for cls in (OpenAIServingCompletion, OpenAIServingChat):  # they inherit the hooked entry
+        assert "handle_request" not in cls.__dict__, cls
+    assert _params(OpenAIServingChat._convert_to_internal_request)[:3] == ["self", "request", "raw_request"]
+    assert "param" in _params(OpenAIServingBase.create_error_response)
+    for req in (protocol.CompletionRequest, protocol.ChatCompletionRequest):
+        assert {"custom_params", "stream", "n", "logprobs", "model"} <= set(req.model_fields), req
+    assert {"text", "input_ids", "sampling_params", "return_logprob"} <= set(GenerateReqInput.__dataclass_fields__)
+    assert "input_ids" in EmbeddingReqInput.__dataclass_fields__
+    for name in ("CompletionResponse", "CompletionResponseChoice", "ChatCompletionResponse",
+                 "ChatCompletionResponseChoice", "ChatMessage", "UsageInfo"):
+        assert hasattr(protocol, name), name
+    assert _params(ModelRegistry.register)[:2] == ["package_name", "overwrite"]  # bound: on the instance
+    # models/qwen2_prm.py swaps the head's last Linear for one with num_labels outputs
+    src = inspect.getsource(Qwen2ForRewardModel.__init__)
+    assert "self.score = nn.Sequential(" in src and "nn.Linear(config.hidden_size, self.num_labels)" in src
+    assert "PoolingType.LAST" in src

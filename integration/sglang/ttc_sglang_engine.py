@@ -84,5 +84,26 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def prm_main(argv: list[str]) -> int:
+    """``prm PRM_DIR TEXTS.json OUT.json``: the step rewards of each text from the PRM on an
+    in-process engine (embedding mode, radix cache off as in the suite's PRM server), through ``SGLangRewardModel.over_engine``."""
+    prm_dir, texts_path, out_path = argv
+    import sglang as sgl
+
+    from ttc_plugins.sglang_backend.reward_model import SGLangRewardModel
+
+    texts = json.loads(open(texts_path).read())
+    engine = sgl.Engine(**engine_kwargs(prm_dir, is_embedding=True, disable_radix_cache=True))
+    try:
+        rm = SGLangRewardModel.over_engine(engine)
+        result = {"step_tag": rm.step_tag, "rewards": rm.step_rewards(texts)}
+    finally:
+        engine.shutdown()
+    with open(out_path, "w") as fh:
+        json.dump(result, fh)
+    return 0
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    args = sys.argv[1:]
+    sys.exit(prm_main(args[1:]) if args[:1] == ["prm"] else main(args))

@@ -66,6 +66,17 @@ def test_token_beam_over_http_answers_the_best_beam_of_the_reference(client, tin
     assert not r.model_extra.get("kv_transfer_params")
 
 
+def test_token_beam_on_chat_completions_reports_under_ttc_beam(client, tiny_model):
+    r = client.chat.completions.create(model=tiny_model, messages=[{"role": "user", "content": "Say hi"}],
+                                       max_tokens=6,
+                                       extra_body={"vllm_xargs": {"ttc": json.dumps({"beam": {"width": 2}})}})
+    beams = r.model_extra["ttc"]["beam"]["beams"]
+    assert len(beams) == 2 and all(b["token_ids"] for b in beams)
+    assert beams[0]["score"] >= beams[1]["score"]
+    assert r.choices[0].message.content is not None
+    assert not r.model_extra.get("kv_transfer_params")
+
+
 @pytest.mark.parametrize("beam,field", [({"width": 0}, "ttc.beam.width"), ({"width": 99}, "ttc.beam.width"),
                                         ({"width": 2, "early_stopping": 3}, "ttc.beam.early_stopping")])
 def test_bad_token_beam_returns_400_naming_the_field(client, tiny_model, beam, field):

@@ -47,14 +47,25 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def search_server(tiny_model, named_vector, ttc_adapter, tmp_path_factory):
+def prm_dir() -> str:
+    """The tiny PRM with real (random, seeded) weights, so HF transformers is its reference."""
+    from ttc_plugins.testing import build_tiny_qwen2_prm
+
+    return str(build_tiny_qwen2_prm(weights=True))
+
+
+@pytest.fixture(scope="module")
+def search_server(tiny_model, named_vector, ttc_adapter, prm_dir, tmp_path_factory):
     """The OpenAI server, module form, chunked prefill off (seeded search), plugin on, with the
-    same engine settings and ``additional_config.ttc`` as ``eager_llm``."""
+    same engine settings and ``additional_config.ttc`` as ``eager_llm``, plus the tiny PRM as the
+    reward model ``prm`` (a second engine the server starts on the first search scored by it)."""
     import requests
 
     port = _free_port()
     log_path = tmp_path_factory.mktemp("search_server") / "server.log"
-    ttc = {"vectors": {"honest": named_vector[0]}, "ttc_layers": {str(ttc_adapter[0]): ttc_adapter[1]}}
+    ttc = {"vectors": {"honest": named_vector[0]}, "ttc_layers": {str(ttc_adapter[0]): ttc_adapter[1]},
+           "reward_models": {"prm": {"model": prm_dir, "dtype": "float32", "max_model_len": 1024,
+                                     "kv_cache_memory_bytes": 64 * 2**20}}}
     cmd = [
         sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", tiny_model,
         "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--enforce-eager", "--seed", "0",
@@ -195,6 +206,7 @@ def test_concurrent_search_requests_all_succeed_and_do_not_affect_each_other(cli
     ({**SEARCH, "strategy": "no_such_strategy"}, "ttc.search.strategy"),
     ({**SEARCH, "width": 0}, "ttc.search.width"),
     ({**SEARCH, "scorer": "no_such_scorer"}, "ttc.search.scorer"),
+    ({**SEARCH, "scorer": "prm", "scorer_args": {"model": "judge"}}, "ttc.search.scorer_args.model"),
 ])
 def test_bad_search_settings_are_400_naming_the_field_and_the_server_keeps_serving(client, search_server,
                                                                                   search, field):
@@ -211,10 +223,109 @@ def test_request_features_a_search_cannot_honour_are_400(client, search_server):
     with pytest.raises(openai.BadRequestError) as err:
         _search(client, model, SEARCH, stream=True)
     assert err.value.body["param"] == "stream"
+    for kw, field in (({"stream": True}, "stream"), ({"n": 2}, "n"), ({"logprobs": True}, "logprobs")):
+        with pytest.raises(openai.BadRequestError) as err:
+            _chat_search(client, model, SEARCH, **kw)
+        assert err.value.body["param"] == field
+
+
+# -- the engine-served PRM as the scorer -------------------------------------------------------
+PRM_SEARCH = {**SEARCH, "scorer": "prm", "scorer_args": {"model": "prm"}, "aggregation": "min"}
+
+
+def test_beam_search_scored_by_the_served_prm_keeps_the_prms_own_step_scores(client, search_server, prm_dir):
+    from ttc_plugins.scoring.prm import prm_text
+    from ttc_plugins.testing.memory_prm import MemoryRewardModel
+
+    resp, rep = _search(client, search_server["model"], PRM_SEARCH)
+    assert resp.choices[0].text == rep["text"] and rep["chosen_branch_id"] is not None
+    assert len(rep["scores"]) == len(rep["chosen_path"]) >= 1
+    hf = MemoryRewardModel.from_pretrained(prm_dir)  # HF transformers on the same weights
+    texts = [prm_text(PROMPT, rep["chosen_path"], hf.step_tag)]
+    scored = [c for c in rep["candidates"] if c["score"] is not None]
+    (expected,) = hf.step_rewards(texts)
+    assert rep["scores"] == pytest.approx(expected, abs=1e-4)
+    assert rep["path_score"] == pytest.approx(min(expected), abs=1e-4)  # aggregation "min"
+    assert rep["path_score"] == max(c["score"] for c in scored)
+    assert len(set(round(c["score"], 4) for c in scored)) > 1  # the PRM tells the candidates apart
+
+
+# -- search on /v1/chat/completions -----------------------------------------------------------
+BEST_OF_3 = {**{k: v for k, v in SEARCH.items() if k != "expand"}, "strategy": "best_of_n", "width": 3}
+MESSAGES = [{"role": "system", "content": "Solve step by step."}, {"role": "user", "content": PROMPT}]
+
+
+def _chat_search(client, model, search, messages=MESSAGES, **kw):
+    resp = client.chat.completions.create(model=model, messages=messages, max_tokens=16,
+                                          extra_body={"vllm_xargs": {"ttc": json.dumps({"search": search})}}, **kw)
+    return resp, resp.model_extra["ttc"]["search"]
+
+
+@pytest.fixture(scope="module")
+def chat_first(client, search_server):
+    return _chat_search(client, search_server["model"], SEARCH)
+
+
+def test_chat_search_answers_a_chat_completion_with_the_chosen_path(chat_first, eager_llm):
+    from ttc_plugins.search.driver import SearchPrompt, run_search
+    from ttc_plugins.vllm_backend.search_ops import VLLMEngineOps
+
+    resp, rep = chat_first
+    (choice,) = resp.choices
+    assert resp.object == "chat.completion" and choice.message.role == "assistant"
+    assert choice.message.content == rep["text"] == "".join(rep["chosen_path"]) and rep["text"]
+    assert choice.finish_reason in ("stop", "length")
+    assert resp.usage.completion_tokens == rep["counters"]["tokens_generated"] > 0
+    # the search ran on the chat-templated prompt: the same search in Python on it finds the same path
+    templated = eager_llm.get_tokenizer().apply_chat_template(MESSAGES, tokenize=False, add_generation_prompt=True)
+    assert resp.usage.prompt_tokens == len(eager_llm.get_tokenizer()(templated, add_special_tokens=False)["input_ids"])
+    (local,) = run_search(VLLMEngineOps(eager_llm), [SearchPrompt(text=templated, request_id="py-chat")], SEARCH)
+    assert local.chosen_path == rep["chosen_path"]
+    assert local.scores == pytest.approx(rep["scores"], rel=1e-4, abs=1e-6)
+
+
+@pytest.mark.parametrize("search, field", [
+    ({**SEARCH, "strategy": "no_such_strategy"}, "ttc.search.strategy"),
+    ({**SEARCH, "width": 0}, "ttc.search.width"),
+    ({**SEARCH, "scorer": "no_such_scorer"}, "ttc.search.scorer"),
+])
+def test_bad_chat_search_settings_are_400_naming_the_field_and_the_server_keeps_serving(client, search_server,
+                                                                                       search, field):
     with pytest.raises(openai.BadRequestError) as err:
-        client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}],
-                                       extra_body={"vllm_xargs": {"ttc": json.dumps({"search": SEARCH})}})
-    assert err.value.body["param"] == "ttc.search"
+        _chat_search(client, search_server["model"], search)
+    assert err.value.status_code == 400
+    assert err.value.body["param"] == field and field in err.value.body["message"]
+    resp, rep = _chat_search(client, search_server["model"], {**SEARCH, "max_steps": 1})
+    assert resp.choices[0].message.content == rep["text"] and rep["chosen_branch_id"] is not None
+
+
+def test_concurrent_chat_and_completion_searches_from_several_clients(search_server, chat_first):
+    model = search_server["model"]
+    clients = [openai.OpenAI(base_url=search_server["base_url"] + "/v1", api_key="none", max_retries=0, timeout=180)
+               for _ in range(3)]
+    calls = [lambda c: _chat_search(c, model, SEARCH),
+             lambda c: _chat_search(c, model, {**SEARCH, "seed": 5}, [{"role": "user", "content": "9 * 9 = ?"}]),
+             lambda c: _search(c, model, BEST_OF_3)]
+    out: list = [None] * 3
+    errors: list = []
+    barrier = threading.Barrier(3)
+
+    def go(i):
+        try:
+            barrier.wait()
+            out[i] = calls[i](clients[i])
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=240)
+    assert not errors, errors
+    assert out[0][1]["chosen_path"] == chat_first[1]["chosen_path"]  # seeded: other clients do not matter
+    assert out[1][0].choices[0].message.content == out[1][1]["text"] and out[1][1]["text"]
+    assert out[2][1]["strategy"] == "best_of_n" and out[2][0].choices[0].text == out[2][1]["text"]
 
 
 def test_plain_request_on_the_same_server_is_unaffected(client, search_server, eager_llm):
@@ -263,6 +374,12 @@ def test_seam_serving_search():
     for name in ("_check_model", "_base_request_id", "create_error_response"):
         assert callable(getattr(OpenAIServingCompletion, name, None)), name
     assert CompletionResponse.model_config.get("extra") == "allow"  # the "ttc" report field
+    from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest, ChatCompletionResponse
+
+    assert ChatCompletionResponse.model_config.get("extra") == "allow"
+    assert {"vllm_xargs", "messages", "stream", "n", "logprobs", "tools"} <= set(ChatCompletionRequest.model_fields)
+    assert list(inspect.signature(OpenAIServingChat.render_chat_request).parameters) == ["self", "request"]
+    assert callable(getattr(OpenAIServingChat, "_extract_prompt_components", None))
     gen = inspect.signature(EngineClient.generate).parameters
     assert list(gen)[:4] == ["self", "prompt", "sampling_params", "request_id"]
     assert "renderer" in EngineClient.__annotations__ and "vllm_config" in EngineClient.__annotations__

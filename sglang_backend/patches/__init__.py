@@ -18,6 +18,7 @@ PATCH_MODULES: tuple[str, ...] = (
     "frontend_refuse_pickles",
     "frontend_tokenized",
     "frontend_report_finished",
+    "frontend_serve_search",
     "worker_req_context",
     "worker_accept_token",
     "worker_model_loaded",

@@ -38,6 +38,8 @@ def test_missing_vector_file_stops_the_start(tmp_path):
         ("[1, 2]", "TTC_SGLANG_CONFIG"),
         ("{not json", "TTC_SGLANG_CONFIG"),
         ("@/nonexistent/ttc.json", "TTC_SGLANG_CONFIG"),
+        ('{"reward_models": {"prm": {"url": "localhost:1", "model": "/m"}}}', "TTC_SGLANG_CONFIG.reward_models.prm.url"),
+        ('{"reward_models": {"prm": {"url": "http://h:1"}}}', "TTC_SGLANG_CONFIG.reward_models.prm.model"),
     ],
 )
 def test_errors_name_the_key(raw, key):
@@ -47,5 +49,10 @@ def test_errors_name_the_key(raw, key):
 
 
 def test_unknown_key_lists_allowed_keys():
-    with pytest.raises(TTCConfigError, match="allowed: allow_custom_logit_processor, controls, vectors"):
+    with pytest.raises(TTCConfigError, match="allowed: allow_custom_logit_processor, controls, reward_models, vectors"):
         parse_engine_config('{"vectorz": {}}')
+
+
+def test_reward_models_name_a_prm_server_and_its_model():
+    cfg = parse_engine_config('{"reward_models": {"prm": {"url": "http://127.0.0.1:30001", "model": "/m/prm"}}}')
+    assert (cfg.reward_models["prm"].url, cfg.reward_models["prm"].model) == ("http://127.0.0.1:30001", "/m/prm")

@@ -71,6 +71,7 @@ def test_client_supplied_resolved_control_is_dropped(pm):
         ({"decoding": [{"name": "force_token"}]}, "ttc.decoding.0.token_id"),
         ({"bogus": 1}, "ttc.bogus"),
         ("not an object", "ttc"),
+        ({"search": {"strategy": "beam"}}, "ttc.search"),  # a search is never one plain generation
     ],
 )
 def test_invalid_params_name_the_field(pm, ttc, field):

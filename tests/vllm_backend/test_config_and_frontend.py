@@ -42,6 +42,9 @@ def test_no_ttc_section_means_plugin_off():
         ({"plan_cache_size": 0}, "additional_config.ttc.plan_cache_size"),
         ({"vectors": {"a": 3}}, "additional_config.ttc.vectors.a"),
         ([1, 2], "additional_config.ttc"),
+        ({"reward_models": {"prm": {}}}, "additional_config.ttc.reward_models.prm.model"),
+        ({"reward_models": {"prm": {"model": "/x", "dtyp": "float32"}}}, "additional_config.ttc.reward_models.prm.dtyp"),
+        ({"reward_models": {"prm": {"model": "/no/such/prm"}}}, "additional_config.ttc.reward_models.prm.model"),
     ],
 )
 def test_bad_engine_config_names_the_key(raw, key):
@@ -51,7 +54,7 @@ def test_bad_engine_config_names_the_key(raw, key):
 
 
 def test_unknown_key_lists_allowed_keys():
-    with pytest.raises(TTCConfigError, match="allowed: controls, max_beam_width, plan_cache_size, ttc_layers, vectors"):
+    with pytest.raises(TTCConfigError, match="allowed: controls, max_beam_width, plan_cache_size, reward_models, ttc_layers, vectors"):
         parse_engine_config({"ttc": {"nope": 1}})
 
 
@@ -63,6 +66,13 @@ def test_named_vectors_checked_at_start(tmp_path):
         parse_engine_config({"ttc": {"vectors": {"v": str(good)}}}, hidden_size=16)
     with pytest.raises(TTCConfigError, match=r"vectors\.w: .*does not exist"):
         parse_engine_config({"ttc": {"vectors": {"w": str(tmp_path / 'missing.npy')}}})
+
+
+def test_reward_models_are_named_model_directories(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    cfg = parse_engine_config({"ttc": {"reward_models": {"prm": {"model": str(tmp_path), "dtype": "float32"}}}})
+    rm = cfg.reward_models["prm"]
+    assert (rm.model, rm.dtype, rm.step_tag_id, rm.max_model_len) == (str(tmp_path), "float32", None, 2048)
 
 
 def _state(config=EngineConfig(), supported=True):

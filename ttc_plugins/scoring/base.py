@@ -47,6 +47,11 @@ class Scorer:
         """Scorers with equal keys are scored in one call (same class, same arguments)."""
         return f"{type(self).__module__}.{type(self).__qualname__}:{canonical_json(self.params.model_dump(mode='json'))}"
 
+    def check(self, engine: "EngineOps") -> None:
+        """Before a search's first engine call: raise :class:`~ttc_plugins.errors.TTCParamError`
+        (naming the field) when ``engine`` cannot serve this scorer, e.g. a reward model it does
+        not host. Default: nothing to check."""
+
     def score(self, items: Sequence[ScoreItem], engine: "EngineOps") -> list[Score]:  # pragma: no cover
         raise NotImplementedError
 

@@ -148,6 +148,9 @@ def _rounds(engine_ops, prompts, params, pm):
         if len(per_prompt) != len(items):
             raise TTCParamError("ttc.search", f"{len(per_prompt)} parameter objects for {len(items)} prompts")
     resolved = [resolve_search(pm, p) for p in per_prompt]
+    for _, _, scorer in resolved:
+        if scorer is not None:
+            scorer.check(engine_ops)
 
     searches: list[dict[str, Any]] = []
     for item, raw, (strategy_cls, sp, scorer) in zip(items, per_prompt, resolved):

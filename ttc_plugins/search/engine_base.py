@@ -6,7 +6,7 @@ engine calls: tokenization, embedding, request validation, KV accounting (and th
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from ..types import KVStats, RequestContext, Step
 from .engine import ExtendRequest, VerifyRequest
@@ -17,9 +17,11 @@ class EngineOpsBase:
     ``_prompt_token_logprobs(seqs, starts)`` (summed logprobs of ``seq[start:]`` per sequence)."""
 
     def _init_base(self, tokenizer: Any, *, embedder: Callable[[Sequence[str]], list[list[float]]] | None,
-                   pm: Any, add_bos: bool) -> None:
+                   pm: Any, add_bos: bool, reward_models: Mapping[str, Any] | None = None) -> None:
         from ..testing.memory_engine import HashingEmbedder
 
+        #: Reward models served beside this engine, by name (the ``prm`` scorer's ``model``).
+        self.reward_models = dict(reward_models or {})
         self.tokenizer = tokenizer
         self.embedder = embedder or HashingEmbedder()
         self.pm = pm

@@ -103,9 +103,11 @@ class MemoryEngine:
         block_size: int = 16,
         cache_entries: int = 256,
         add_bos: bool = True,
+        reward_models: dict[str, Any] | None = None,
     ):
         import torch
 
+        self.reward_models = dict(reward_models or {})  # for the ``prm`` scorer
         self.torch = torch
         self.model = model.eval()
         self.tokenizer = tokenizer

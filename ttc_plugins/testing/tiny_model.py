@@ -263,16 +263,23 @@ def build_tiny_qwen2_prm(
     max_position: int = 2048,
     step_tag: str = PRM_STEP_TAG,
     dtype: str = "float32",
+    weights: bool = False,
+    seed: int = 0,
     force: bool = False,
 ) -> Path:
-    """A tiny ``Qwen2ForProcessRewardModel`` *without weights* (config.json + tokenizer).
+    """A tiny ``Qwen2ForProcessRewardModel``: config.json + tokenizer, and with ``weights`` random
+    seeded weights too (``model.safetensors``: a Qwen2 body plus the ``score`` head
+    Linear(h, h) -> ReLU -> Linear(h, 2), the layout of vLLM's ``qwen2_rm.py``).
 
-    For engines' dummy-weight loading (vLLM ``load_format="dummy"``). The tokenizer adds
-    ``step_tag`` as a special token (its id is recorded in config.json as ``step_tag_id`` and in
-    the manifest); ``vocab_size`` is the tokenizer length rounded up to a multiple of 64.
+    Without weights it is for engines' dummy-weight loading (vLLM ``load_format="dummy"``); with
+    them an HF forward of the same file is a reference for what an engine serves. The tokenizer
+    adds ``step_tag`` as a special token (its id is recorded in config.json as ``step_tag_id`` and
+    in the manifest); ``vocab_size`` is the tokenizer length rounded up to a multiple of 64.
     """
     params = dict(h=hidden, l=layers, a=heads, kv=kv_heads, v=vocab, p=max_position, d=dtype,
                   st=step_tag.strip("<>|").replace("/", "_"))
+    if weights:
+        params["w"] = seed
     target = Path(path) if path is not None else _entry("qwen2prm", params)
 
     def builder(tmp: Path) -> dict[str, Any]:
@@ -308,11 +315,39 @@ def build_tiny_qwen2_prm(
             "dtype": dtype,
         }
         (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        if weights:
+            _write_prm_weights(config, seed, tmp / "model.safetensors")
         _save_tokenizer(tok, tmp)
         return {"name": "tiny-qwen2-prm", "recipe": RECIPE, "params": params, "step_tag": step_tag,
                 "step_tag_id": step_id}
 
     return _build(target, builder, force)
+
+
+def _write_prm_weights(config: dict[str, Any], seed: int, out: Path) -> None:
+    """Seeded random weights for the PRM of :func:`build_tiny_qwen2_prm`, in parameter-name order:
+    linear/embedding ~ N(0, 0.02), biases ~ N(0, 0.02), norms = 1; the head's last layer is wider
+    (std 8/sqrt(h)) so step probabilities spread over (0, 1) instead of all sitting at 0.5."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import Qwen2Config, Qwen2Model
+
+    body = Qwen2Model(Qwen2Config(**{k: v for k, v in config.items() if k not in ("architectures", "step_tag_id")}))
+    h = config["hidden_size"]
+    shapes = {f"model.{k}": tuple(v.shape) for k, v in body.state_dict().items()}
+    shapes.update({"score.0.weight": (h, h), "score.0.bias": (h,), "score.2.weight": (2, h), "score.2.bias": (2,)})
+    gen = torch.Generator().manual_seed(seed)
+    tensors = {}
+    for name in sorted(shapes):
+        t = torch.empty(shapes[name], dtype=torch.float32)
+        if name.endswith("norm.weight"):
+            t.fill_(1.0)
+        elif name.startswith("score.2"):
+            t.normal_(0.0, 8.0 / h**0.5, generator=gen)
+        else:
+            t.normal_(0.0, 0.02, generator=gen)
+        tensors[name] = t.to(getattr(torch, config["dtype"])).contiguous()
+    save_file(tensors, str(out), metadata={"format": "pt"})
 
 
 def _gguf_permute(w: Any, n_head: int) -> Any:

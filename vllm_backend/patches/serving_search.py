@@ -8,8 +8,9 @@ engine client. vLLM has no seam for a request handler that reaches the engine: e
 load when allow-listed in ``VLLM_PLUGINS`` (which then also filters the general plugin).
 How: ``create_completion`` routes requests whose ``vllm_xargs.ttc`` has a ``search`` object to
 :func:`..serving.create_search_completion` (invalid settings -> HTTP 400 naming the field); every
-other request takes the original path untouched. ``create_chat_completion`` answers such requests
-with a 400 (search is served on /v1/completions only). ``process_inputs`` refuses ``ttc.search``
+other request takes the original path untouched. ``create_chat_completion`` does the same for chat
+requests (:func:`..serving.create_search_chat_completion`, on the chat-templated prompt).
+``process_inputs`` refuses ``ttc.search``
 on a single engine request (``LLM.generate`` or any other path), so a search is never silently
 run as a plain generation. See LEDGER.md.
 """
@@ -61,8 +62,8 @@ def apply() -> None:
         except TTCParamError as exc:
             return serving._bad(exc.field, exc.message)
         if params is None:
-            return await original_chat(self, request, raw_request, *args, **kwargs)
-        return serving._bad("ttc.search", "served on /v1/completions only (not yet on /v1/chat/completions)")
+            return serving.surface_beam_report(await original_chat(self, request, raw_request, *args, **kwargs))
+        return await serving.create_search_chat_completion(self, request, raw_request, params)
 
     @functools.wraps(original_process)
     def process_inputs(self, request_id, prompt, params, *args, **kwargs):

@@ -1,0 +1,33 @@
+"""Serve search requests on SGLang's OpenAI server (``/v1/completions``, ``/v1/chat/completions``).
+
+AROUND ``OpenAIServingBase.handle_request``: the one entry of every OpenAI handler in the HTTP server
+process, with the parsed request (``custom_params``) and the handler (its ``tokenizer_manager``, chat
+template conversion and error responses). A request whose ``custom_params.ttc`` has a ``search``
+object is answered by :func:`..serving.handle_search`; every other request (and every other OpenAI
+endpoint: embeddings, classify, ...) takes the original path untouched.
+"""
+
+from __future__ import annotations
+
+from sglang.srt.plugins.hook_registry import HookType
+
+TARGET = "sglang.srt.entrypoints.openai.serving_base.OpenAIServingBase.handle_request"
+HOOK_TYPE = HookType.AROUND
+
+
+def hook(original_fn, self, request, raw_request, *args, **kwargs):
+    from ttc_plugins.errors import TTCParamError
+
+    from .. import serving
+
+    try:
+        params = serving.search_params_of(request)
+    except TTCParamError as exc:
+        return _answer(serving.bad(self, exc.field, exc.message))
+    if params is None:
+        return original_fn(self, request, raw_request, *args, **kwargs)
+    return serving.handle_search(self, request, raw_request, params)
+
+
+async def _answer(response):
+    return response  # handle_request is awaited: hand back a coroutine either way

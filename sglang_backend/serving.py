@@ -1,0 +1,142 @@
+"""Search requests on SGLang's own OpenAI server (``python -m sglang.launch_server``), run inside the
+HTTP server process against its ``TokenizerManager`` (no HTTP hop per round; the scheduler batches
+the branches of every search in flight with everything else it serves).
+
+A ``/v1/completions`` or ``/v1/chat/completions`` request whose ``custom_params.ttc`` (OpenAI
+client: ``extra_body={"custom_params": {"ttc": {"search": {...}}}}``; the value may also be the
+object as a JSON string) has a ``search`` object runs the search on its prompt (chat: the
+conversation rendered by SGLang's own chat template, as for any chat request) and answers a normal
+``CompletionResponse`` / ``ChatCompletionResponse`` whose text / assistant message is the chosen
+path, plus the report under ``"ttc": {"search": {...}}``. Reached through the patch in
+:mod:`.patches.frontend_serve_search`.
+
+Errors: invalid search settings are HTTP 400 naming the field (``param`` and the message:
+``ttc.search.strategy``, ``ttc.search.width``, ``ttc.search.scorer``, ...); so are request features a
+search cannot honour (``stream``, ``n`` > 1, ``echo``, ``logprobs``, ``tools``, several prompts,
+``ttc.control``/``ttc.decoding`` alongside ``ttc.search``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Any
+
+from ttc_plugins.errors import TTCParamError
+from ttc_plugins.params import TTCParams
+from ttc_plugins.search import serving as served
+
+log = logging.getLogger("ttc_plugins.sglang_backend")
+
+__all__ = ["handle_search", "search_params_of"]
+
+
+def search_params_of(request: Any) -> TTCParams | None:
+    """The validated ``custom_params.ttc`` of an OpenAI request when it asks for a search, else None
+    (other request types have no ``custom_params``).
+
+    :raises TTCParamError: the section is invalid (naming the field).
+    """
+    from ttc_plugins.manager import get_plugin_manager
+
+    custom = getattr(request, "custom_params", None)
+    if not isinstance(custom, dict) or "ttc" not in custom:
+        return None
+    return served.search_params_of(custom["ttc"], get_plugin_manager().parse_params)
+
+
+def bad(serving: Any, field: str, message: str) -> Any:
+    return serving.create_error_response(f"{field}: {message}", param=field)
+
+
+async def _prompt_text(serving: Any, request: Any, raw_request: Any, is_chat: bool) -> tuple[str | None, Any]:
+    """The text the search continues: a completion's prompt, or the chat-templated conversation
+    (SGLang's own conversion, run off the loop as SGLang does); else an error response."""
+    if not is_chat:
+        prompt, refused = served.single_text_prompt(request.prompt)
+        return prompt, bad(serving, *refused) if refused is not None else None
+    loop = asyncio.get_running_loop()
+    adapted, _ = await loop.run_in_executor(None, serving._convert_to_internal_request, request, raw_request)
+    if isinstance(adapted.text, str) and adapted.text:
+        return adapted.text, None
+    ids = adapted.input_ids
+    if not ids or not isinstance(ids[0], int):
+        return None, bad(serving, "messages", "a search request takes one text conversation")
+    return serving.tokenizer_manager.tokenizer.decode(list(ids)), None
+
+
+async def handle_search(serving: Any, request: Any, raw_request: Any, params: TTCParams) -> Any:
+    """Run the search of ``request`` (completions or chat) inside the server; the response."""
+    from fastapi.responses import ORJSONResponse
+    from sglang.srt.entrypoints.openai.protocol import ChatCompletionRequest, UsageInfo
+
+    from ttc_plugins.manager import get_plugin_manager
+    from ttc_plugins.search.driver import SearchPrompt, arun_search, resolve_search
+
+    from .search_async import AsyncSGLangEngineOps
+
+    refused = served.unsupported_feature(request, params)
+    if refused is not None:
+        return bad(serving, *refused)
+    pm = get_plugin_manager()
+    try:
+        _, _, scorer = resolve_search(pm, params.search)
+    except TTCParamError as exc:
+        return bad(serving, exc.field, exc.message)
+    is_chat = isinstance(request, ChatCompletionRequest)
+    try:
+        prompt, error = await _prompt_text(serving, request, raw_request, is_chat)
+    except ValueError as exc:  # what SGLang's own handler answers with a 400 (bad messages, template)
+        return serving.create_error_response(str(exc))
+    if error is not None:
+        return error
+    request_id = f"{'chatcmpl' if is_chat else 'cmpl'}-{uuid.uuid4().hex}"
+    ops = AsyncSGLangEngineOps(serving.tokenizer_manager, pm=pm, reward_models=await _reward_models(scorer))
+    try:
+        (result,) = await arun_search(ops, [SearchPrompt(text=prompt, request_id=request_id)],
+                                      params.search.to_json("strategy"), pm=pm)
+    except TTCParamError as exc:
+        return bad(serving, exc.field, exc.message)
+    except Exception as exc:
+        log.exception("ttc: search request %s failed", request_id)
+        return serving.create_error_response(f"search failed: {type(exc).__name__}: {exc}",
+                                             err_type="InternalServerError", status_code=500)
+    prompt_tokens = len(ops.encode(prompt))
+    generated = result.counters.tokens_generated
+    usage = UsageInfo(prompt_tokens=prompt_tokens, completion_tokens=generated, total_tokens=prompt_tokens + generated)
+    body = _response(request, request_id, result, usage, is_chat).model_dump()
+    body["ttc"] = {"search": served.report_of(result, ops, ops.page_size)}
+    return ORJSONResponse(content=body)
+
+
+def _response(request: Any, request_id: str, result: Any, usage: Any, is_chat: bool) -> Any:
+    from sglang.srt.entrypoints.openai.protocol import (
+        ChatCompletionResponse,
+        ChatCompletionResponseChoice,
+        ChatMessage,
+        CompletionResponse,
+        CompletionResponseChoice,
+    )
+
+    finish = served.finish_reason(result)
+    if is_chat:
+        choice = ChatCompletionResponseChoice(index=0, message=ChatMessage(role="assistant", content=result.text),
+                                              finish_reason=finish)
+        return ChatCompletionResponse(id=request_id, created=int(time.time()), model=request.model,
+                                      choices=[choice], usage=usage)
+    choice = CompletionResponseChoice(index=0, text=result.text, finish_reason=finish)
+    return CompletionResponse(id=request_id, created=int(time.time()), model=request.model, choices=[choice],
+                              usage=usage)
+
+
+async def _reward_models(scorer: Any) -> dict[str, Any]:
+    """Reward models served beside this server, for searches scored by ``prm``."""
+    from ttc_plugins.scoring.prm import ProcessRewardScorer
+
+    if not isinstance(scorer, ProcessRewardScorer):
+        return {}
+    from .reward_model import served_reward_models
+
+    return await served_reward_models()

@@ -1,0 +1,96 @@
+"""A process reward model served by an engine of its own, as the ``prm`` scorer.
+
+The PRM is a second engine beside the policy (vLLM: the pooling runner with a PRM architecture and
+its step tag; SGLang: a reward-model engine). The host that owns the engines hands them to the
+policy's EngineOps under a name (``reward_models={"prm": ...}``); a search selects one with::
+
+    {"scorer": "prm", "scorer_args": {"model": "prm"}, "aggregation": "min"}
+
+Each scoring call shows the PRM the prompt followed by the path's steps, each closed by the step
+tag (``prompt + step_1 + tag + step_2 + tag ...``, the Qwen2.5-Math-PRM recipe); the PRM returns
+one probability of "correct" per tag. The step score is the latest step's probability (a causal
+PRM's earlier-step outputs do not change as the path grows), so a branch's step scores are exactly
+the PRM's outputs for its steps and ``aggregation`` (``last``, ``min``, ``prod``, ``mean``)
+combines them into the path score.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .. import hookimpl
+from ..errors import TTCParamError
+from ..types import Score
+from .base import Scorer, ScoreItem
+
+__all__ = ["QWEN_STEP_TAG", "ProcessRewardScorer", "RewardModel", "prm_text", "reward_model_of"]
+
+#: The step tag of Qwen2.5-Math-PRM (and of the tiny test PRM).
+QWEN_STEP_TAG = "<extra_0>"
+
+
+@runtime_checkable
+class RewardModel(Protocol):
+    """A process reward model on an engine. Callable from any thread but the event loop's of an
+    asynchronous engine (scorers run in worker threads there)."""
+
+    #: The text that closes a step (a special token of the PRM's tokenizer).
+    step_tag: str
+
+    def step_rewards(self, texts: Sequence[str]) -> list[list[float]]:
+        """For each text, the probability that each step is correct: one value per step tag, in
+        order. One batch."""
+
+
+def prm_text(prompt: str, steps: Sequence[str], step_tag: str) -> str:
+    """What the PRM reads: the prompt, then each step (stripped, any tag inside it removed)
+    closed by ``step_tag``."""
+    return prompt + "".join(s.replace(step_tag, "").strip() + step_tag for s in steps)
+
+
+def reward_model_of(engine: Any, name: str) -> RewardModel:
+    """The reward model ``name`` that ``engine`` (an EngineOps) serves.
+
+    :raises TTCParamError: naming ``ttc.search.scorer_args.model`` when there is no such model.
+    """
+    models: Mapping[str, RewardModel] = getattr(engine, "reward_models", None) or {}
+    if name not in models:
+        known = ", ".join(sorted(models)) or "none (start the engine with a reward model)"
+        raise TTCParamError("ttc.search.scorer_args.model", f"no reward model {name!r} on this engine; served: {known}")
+    return models[name]
+
+
+class ProcessRewardScorer(Scorer):
+    """``prm``: the latest step's probability of being correct, from the engine-served PRM."""
+
+    name = "prm"
+    kind = "process"
+    uses_engine = True
+
+    class Params(BaseModel):
+        model_config = ConfigDict(extra="forbid", frozen=True)
+        model: str = Field("prm", min_length=1, description="name of a reward model the engine serves")
+
+    def check(self, engine: Any) -> None:
+        reward_model_of(engine, self.params.model)
+
+    def score(self, items: Sequence[ScoreItem], engine: Any) -> list[Score]:
+        if not items:
+            return []
+        rm = reward_model_of(engine, self.params.model)
+        steps = [[st.text for st in it.branch.steps] for it in items]
+        rewards = rm.step_rewards([prm_text(it.prompt, s, rm.step_tag) for it, s in zip(items, steps)])
+        out = []
+        for it, s, r in zip(items, steps, rewards):
+            if len(r) != len(s):
+                raise RuntimeError(f"reward model {self.params.model!r} returned {len(r)} step scores for "
+                                   f"{len(s)} steps of branch {it.branch.id!r}")
+            out.append(self._score(r[-1] if r else 0.0, steps=list(r)))
+        return out
+
+
+@hookimpl
+def ttc_register_scorers(register) -> None:
+    register(ProcessRewardScorer)

@@ -1,0 +1,86 @@
+"""What every OpenAI-compatible server does with a search request, whatever the engine: recognise
+it, refuse what a search cannot honour (naming the field), and turn a
+:class:`~ttc_plugins.search.result.SearchResult` into the answer's text, finish reason, usage and
+report. The backends (``vllm_backend.serving``, ``sglang_backend.serving``) keep only their engine's
+request and response types.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+from ..errors import TTCParamError
+from ..params import TTCParams
+from .result import SearchResult
+
+__all__ = ["finish_reason", "report_of", "search_params_of", "single_text_prompt", "unsupported_feature"]
+
+
+def search_params_of(raw: Any, parse: Callable[[Any], TTCParams | None]) -> TTCParams | None:
+    """The validated ``ttc`` section (``raw``: an object, or the object as a JSON string) when it
+    asks for a search, else None (no ``ttc``, or ``ttc`` without ``search``: an ordinary request).
+
+    :raises TTCParamError: the section is invalid (naming the field).
+    """
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError as exc:
+            raise TTCParamError("ttc", f"not valid JSON: {exc}") from None
+    if not isinstance(raw, dict) or raw.get("search") is None:
+        return None  # not a search (an invalid non-search section is the ordinary path's to report)
+    params = parse(raw)
+    return params if params is not None and params.search is not None else None
+
+
+def unsupported_feature(request: Any, params: TTCParams) -> tuple[str, str] | None:
+    """``(field, why)`` for the first request feature a search cannot honour, else None. Works on
+    completions and chat requests of both servers (a field a request type lacks is skipped)."""
+    if params.control is not None:
+        return "ttc.control", "not supported together with ttc.search yet"
+    if params.decoding:
+        return "ttc.decoding", "not supported together with ttc.search yet"
+    if getattr(request, "stream", False):
+        return "stream", "a search request cannot be streamed"
+    if (getattr(request, "n", None) or 1) > 1:
+        return "n", "a search returns one answer; use ttc.search.width for more samples"
+    if getattr(request, "best_of", None) not in (None, 1):
+        return "best_of", "not supported with ttc.search"
+    if getattr(request, "echo", False):
+        return "echo", "not supported with ttc.search"
+    if getattr(request, "logprobs", None) not in (None, False):
+        return "logprobs", "not supported with ttc.search (the report carries the scores)"
+    if getattr(request, "use_beam_search", False):
+        return "use_beam_search", "use ttc.search with strategy 'beam' instead"
+    if getattr(request, "tools", None):
+        return "tools", "not supported with ttc.search"
+    return None
+
+
+def single_text_prompt(prompt: Any) -> tuple[str | None, tuple[str, str] | None]:
+    """A completions request's one text prompt, or ``(None, (field, why))``."""
+    if isinstance(prompt, list):
+        if len(prompt) != 1:
+            return None, ("prompt", "a search request takes exactly one prompt")
+        prompt = prompt[0]
+    if not isinstance(prompt, str) or not prompt:
+        return None, ("prompt", "a search request takes one non-empty text prompt")
+    return prompt, None
+
+
+def report_of(result: SearchResult, ops: Any, block_size: int) -> dict[str, Any]:
+    """The ``ttc.search`` report of a served search: the result plus what its EngineOps did (every
+    sequence it ran, its calls and KV accounting) and the answer's finish reason."""
+    report = result.to_json()
+    report["engine"] = {"sequences": ops.sequences, "calls": dict(ops.calls),
+                        "kv": {"tokens_computed": ops.stats.tokens_computed,
+                               "tokens_reused": ops.stats.tokens_reused,
+                               "peak_blocks": ops.stats.peak_blocks, "block_size": block_size}}
+    return report
+
+
+def finish_reason(result: SearchResult) -> str:
+    """``stop`` when the chosen path finished (or there is none), ``length`` when it was cut."""
+    chosen = next((c for c in result.candidates if c.branch_id == result.chosen_branch_id), None)
+    return "stop" if chosen is None or chosen.finished else "length"

@@ -1,0 +1,161 @@
+"""Process reward models served by vLLM: the engine side of the ``prm`` scorer
+(:mod:`ttc_plugins.scoring.prm`).
+
+A PRM is a second vLLM engine on the pooling runner with a PRM architecture (e.g.
+``Qwen2ForProcessRewardModel``) and its step tag in ``pooler_config``; ``token_classify`` pooling
+returns, for every step-tag position of a prompt, the probabilities of the model's labels, and the
+step reward is that of label 1 ("correct"). In Python::
+
+    prm = LLM(**prm_engine_kwargs("/models/prm"))
+    ops = VLLMEngineOps(policy_llm, reward_models={"prm": VLLMRewardModel(prm)})
+    run_search(ops, prompts, {"strategy": "beam", "scorer": "prm", "aggregation": "min", ...})
+
+On the OpenAI server, ``additional_config.ttc.reward_models`` names them (see
+:func:`served_reward_models`); the server starts each once, in the API server process, on the
+first search request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import threading
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+__all__ = ["AsyncVLLMRewardModel", "VLLMRewardModel", "prm_engine_kwargs", "served_reward_models"]
+
+_ids = itertools.count()
+_CORRECT = 1  # label index of "this step is correct" (Qwen2.5-Math-PRM, the tiny PRM)
+
+
+def prm_engine_kwargs(model: str, *, step_tag_id: int | None = None, dtype: str = "auto", max_model_len: int = 2048,
+                      kv_cache_memory_bytes: int = 256 * 2**20, **overrides: Any) -> dict[str, Any]:
+    """Engine arguments (``vllm.LLM`` / ``AsyncEngineArgs``) for a PRM: pooling runner, eager,
+    stats off (its gauges would mix with the policy engine's in one process). ``step_tag_id``
+    defaults to the model's ``config.json`` ``step_tag_id`` when it has one (else vLLM's default
+    for the architecture, Qwen's ``<extra_0>``)."""
+    if step_tag_id is None:
+        config = Path(model) / "config.json"
+        if config.is_file():
+            step_tag_id = json.loads(config.read_text()).get("step_tag_id")
+    kw: dict[str, Any] = dict(
+        model=model, runner="pooling", dtype=dtype, enforce_eager=True, max_model_len=max_model_len,
+        kv_cache_memory_bytes=kv_cache_memory_bytes, disable_log_stats=True,
+    )
+    if step_tag_id is not None:
+        kw["pooler_config"] = {"step_tag_id": int(step_tag_id)}
+    kw.update(overrides)
+    return kw
+
+
+class _PRM:
+    """Tokenization and label read-out shared by the synchronous and asynchronous PRMs."""
+
+    def _init_prm(self, tokenizer: Any, model_config: Any) -> None:
+        pooler = getattr(model_config, "pooler_config", None)
+        tag_id = getattr(pooler, "step_tag_id", None)
+        if tag_id is None:
+            raise ValueError("the reward model engine has no step_tag_id (pooler_config); is it a PRM "
+                             "started with runner='pooling'?")
+        self.tokenizer = tokenizer
+        self.step_tag_id = int(tag_id)
+        self.step_tag = tokenizer.convert_ids_to_tokens(self.step_tag_id)
+        self.calls = 0
+
+    def token_ids(self, text: str) -> list[int]:
+        """What the PRM reads for ``text`` (the step tag is a special token: one id per tag)."""
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def step_rewards(self, texts: Sequence[str]) -> list[list[float]]:
+        self.calls += 1
+        prompts = [self.token_ids(t) for t in texts]
+        outputs = self._encode(prompts) if prompts else []
+        rewards = []
+        for ids, o in zip(prompts, outputs):
+            data = o.outputs.data
+            tags = ids.count(self.step_tag_id)
+            if tuple(data.shape) != (tags, data.shape[-1]):
+                raise RuntimeError(f"reward model returned shape {tuple(data.shape)} for {tags} step tags")
+            rewards.append([float(v) for v in data[:, _CORRECT].float()])
+        return rewards
+
+    def _encode(self, prompts: Sequence[Sequence[int]]) -> list[Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class VLLMRewardModel(_PRM):
+    """A PRM on an in-process ``vllm.LLM`` (built with :func:`prm_engine_kwargs`). Calls are
+    serialised (``LLM`` serves one caller at a time)."""
+
+    def __init__(self, llm: Any):
+        self.llm = llm
+        self._lock = threading.Lock()
+        self._init_prm(llm.get_tokenizer(), llm.llm_engine.model_config)
+
+    def _encode(self, prompts: Sequence[Sequence[int]]) -> list[Any]:
+        from vllm.inputs import TokensPrompt
+
+        with self._lock:
+            return self.llm.encode([TokensPrompt(prompt_token_ids=list(p)) for p in prompts],
+                                   pooling_task="token_classify", use_tqdm=False)
+
+
+class AsyncVLLMRewardModel(_PRM):
+    """A PRM on an ``AsyncLLM`` whose requests run on ``loop``; :meth:`step_rewards` is called from
+    a worker thread (where scorers run under ``arun_search``) and hands the batch to the loop."""
+
+    def __init__(self, client: Any, loop: asyncio.AbstractEventLoop):
+        self.client = client
+        self.loop = loop
+        self._init_prm(client.renderer.get_tokenizer(), client.vllm_config.model_config)
+
+    def _encode(self, prompts: Sequence[Sequence[int]]) -> list[Any]:
+        return asyncio.run_coroutine_threadsafe(self._aencode(prompts), self.loop).result()
+
+    async def _aencode(self, prompts: Sequence[Sequence[int]]) -> list[Any]:
+        from vllm.inputs import TokensPrompt
+        from vllm.pooling_params import PoolingParams
+
+        async def one(p: Sequence[int]) -> Any:
+            final = None
+            async for out in self.client.encode(TokensPrompt(prompt_token_ids=list(p)),
+                                                PoolingParams(task="token_classify"), f"ttc-prm-{next(_ids)}"):
+                final = out
+            if final is None:
+                raise RuntimeError("reward model request returned no output")
+            return final
+
+        return list(await asyncio.gather(*(one(p) for p in prompts)))
+
+
+_served: dict[str, AsyncVLLMRewardModel] = {}
+_starting: asyncio.Lock | None = None
+
+
+async def served_reward_models(configured: Mapping[str, Any]) -> dict[str, AsyncVLLMRewardModel]:
+    """The reward models of ``additional_config.ttc.reward_models`` (name ->
+    :class:`~.config.RewardModelConfig`), each an ``AsyncLLM`` started once in this process (the
+    API server) on first use, on the running loop."""
+    global _starting
+    missing = [name for name in configured if name not in _served]
+    if not missing:
+        return {name: _served[name] for name in configured}
+    if _starting is None:
+        _starting = asyncio.Lock()
+    async with _starting:
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        loop = asyncio.get_running_loop()
+        for name in missing:
+            if name in _served:
+                continue
+            cfg = configured[name]
+            args = AsyncEngineArgs(**prm_engine_kwargs(cfg.model, step_tag_id=cfg.step_tag_id, dtype=cfg.dtype,
+                                                       max_model_len=cfg.max_model_len,
+                                                       kv_cache_memory_bytes=cfg.kv_cache_memory_bytes))
+            client = await asyncio.to_thread(AsyncLLM.from_engine_args, args)
+            _served[name] = AsyncVLLMRewardModel(client, loop)
+    return {name: _served[name] for name in configured}

@@ -216,16 +216,7 @@ class SGLangEngineOps(EngineOpsBase):
         tokens = tuple(int(t) for t in (ids if ids is not None else [t for _, t, *_ in lps]))
         logprob = float(sum(lp for lp, *_ in lps if lp is not None))
         fin = meta.get("finish_reason") or {}
-        kind, matched = fin.get("type"), fin.get("matched")
-        if kind == "length":
-            reason = "length"
-        elif kind == "stop":
-            if isinstance(matched, str):
-                reason = "stop" if matched in req.until.stop else "delimiter"
-            else:  # a token id: EOS (or one of the model's extra EOS ids)
-                reason = "eos"
-        else:
-            raise RuntimeError(f"SGLang request for branch {req.branch.id!r} ended with {fin!r}")
+        reason = self._stop_reason(req, fin.get("type"), fin.get("matched"))
         text = self.tokenizer.decode(list(tokens), skip_special_tokens=True)
         return Step(branch_id=req.branch.id, text=text, token_ids=tokens, stop_reason=reason, logprob=logprob,
                     tokens_reused=int(meta.get("cached_tokens") or 0))

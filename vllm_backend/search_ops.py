@@ -209,16 +209,7 @@ class VLLMEngineOps(EngineOpsBase):
         logprob = 0.0
         if c.logprobs:
             logprob = float(sum(d[t].logprob for t, d in zip(tokens, c.logprobs)))
-        until = req.until
-        if c.finish_reason == "length":
-            reason = "length"
-        elif c.finish_reason == "stop":
-            if isinstance(c.stop_reason, str):
-                reason = "stop" if c.stop_reason in until.stop else "delimiter"
-            else:  # None: EOS; an int: a stop token id (the model's extra EOS ids)
-                reason = "eos"
-        else:
-            raise RuntimeError(f"vLLM request for branch {req.branch.id!r} ended with {c.finish_reason!r}")
+        reason = self._stop_reason(req, c.finish_reason, c.stop_reason)
         text = self.tokenizer.decode(list(tokens), skip_special_tokens=True)
         return Step(branch_id=req.branch.id, text=text, token_ids=tokens, stop_reason=reason, logprob=logprob,
                     tokens_reused=int(o.num_cached_tokens or 0))

@@ -13,7 +13,6 @@ their step scores must be the HF forward of the same PRM weights.
 from __future__ import annotations
 
 import json
-import threading
 
 import openai
 import pytest
@@ -24,6 +23,8 @@ from ttc_plugins.search import SearchPrompt, run_search
 from ttc_plugins.sglang_backend.reward_model import SGLangRewardModel
 from ttc_plugins.sglang_backend.search_ops import SGLangEngineOps
 from ttc_plugins.testing.memory_prm import MemoryRewardModel
+
+from integration.common.concurrent import run_at_once
 
 PROMPT = "Problem: 3 + 4 = ?\nSolution:\n"
 SEARCH = {"strategy": "beam", "width": 2, "expand": 2, "max_steps": 3, "max_step_tokens": 6,
@@ -128,23 +129,7 @@ def test_concurrent_searches_from_several_clients(server, model, first):
              lambda c: _chat_search(c, model, SEARCH),
              lambda c: _search(c, model, {**{k: v for k, v in SEARCH.items() if k != "expand"},
                                           "strategy": "best_of_n", "width": 3}, "Problem: 9 * 9 = ?\n")]
-    out: list = [None] * 3
-    errors: list = []
-    barrier = threading.Barrier(3)
-
-    def go(i):
-        try:
-            barrier.wait()
-            out[i] = calls[i](clients[i])
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=go, args=(i,)) for i in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=300)
-    assert not errors, errors
+    out = run_at_once([lambda i=i: calls[i](clients[i]) for i in range(3)], timeout_s=300)
     assert out[0][1]["chosen_path"] == first[1]["chosen_path"]  # greedy: other clients do not matter
     assert out[1][0].choices[0].message.content == out[1][1]["text"] and out[1][1]["text"]
     assert out[2][1]["strategy"] == "best_of_n" and out[2][0].choices[0].text == out[2][1]["text"]

@@ -14,7 +14,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -28,6 +27,8 @@ pytest.importorskip("vllm")
 openai = pytest.importorskip("openai")
 
 import ttc_vllm_engine as engine  # noqa: E402
+
+from integration.common.concurrent import run_at_once  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 420
@@ -178,23 +179,8 @@ def test_the_same_search_driven_over_http_by_the_client_finds_the_same_answer(fi
 def test_concurrent_search_requests_all_succeed_and_do_not_affect_each_other(client, search_server, first):
     searches = [SEARCH, {**SEARCH, "seed": 11, "width": 3}, {**{k: v for k, v in SEARCH.items() if k != "expand"}, "strategy": "best_of_n", "width": 3}]
     prompts = [PROMPT, "Problem: 9 * 9 = ?\nSolution:\n", "Problem: 5 - 2 = ?\nSolution:\n"]
-    out: list = [None] * 3
-    errors: list = []
-    barrier = threading.Barrier(3)
-
-    def go(i):
-        try:
-            barrier.wait()
-            out[i] = _search(client, search_server["model"], searches[i], prompts[i])
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=go, args=(i,)) for i in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=180)
-    assert not errors, errors
+    out = run_at_once([lambda i=i: _search(client, search_server["model"], searches[i], prompts[i]) for i in range(3)],
+                      timeout_s=180)
     for (resp, rep), s in zip(out, searches):
         assert rep["strategy"] == s["strategy"] and resp.choices[0].text == rep["text"] and rep["text"]
         assert rep["counters"]["model_calls"] == rep["engine"]["sequences"] > 0
@@ -306,23 +292,7 @@ def test_concurrent_chat_and_completion_searches_from_several_clients(search_ser
     calls = [lambda c: _chat_search(c, model, SEARCH),
              lambda c: _chat_search(c, model, {**SEARCH, "seed": 5}, [{"role": "user", "content": "9 * 9 = ?"}]),
              lambda c: _search(c, model, BEST_OF_3)]
-    out: list = [None] * 3
-    errors: list = []
-    barrier = threading.Barrier(3)
-
-    def go(i):
-        try:
-            barrier.wait()
-            out[i] = calls[i](clients[i])
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=go, args=(i,)) for i in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=240)
-    assert not errors, errors
+    out = run_at_once([lambda i=i: calls[i](clients[i]) for i in range(3)], timeout_s=240)
     assert out[0][1]["chosen_path"] == chat_first[1]["chosen_path"]  # seeded: other clients do not matter
     assert out[1][0].choices[0].message.content == out[1][1]["text"] and out[1][1]["text"]
     assert out[2][1]["strategy"] == "best_of_n" and out[2][0].choices[0].text == out[2][1]["text"]

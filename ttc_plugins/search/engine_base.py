@@ -115,6 +115,18 @@ class EngineOpsBase:
         return [self._yes_probability(got[yes], None if no is None else got[no])
                 for (yes, no), got in zip(wanted, found)]
 
+    def _stop_reason(self, req: ExtendRequest, finish: Any, matched: Any) -> str:
+        """A step's stop reason from the engine's finish kind (``"length"`` / ``"stop"``) and what
+        matched: a stop string (``"stop"`` if it is one of the request's, else the delimiter) or
+        a token id / nothing (EOS, or one of the model's extra EOS ids)."""
+        if finish == "length":
+            return "length"
+        if finish == "stop":
+            if isinstance(matched, str):
+                return "stop" if matched in req.until.stop else "delimiter"
+            return "eos"
+        raise RuntimeError(f"{self.name}: the request for branch {req.branch.id!r} ended with {finish!r}")
+
     def _first_token(self, text: str) -> int:
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         if not ids:

@@ -118,16 +118,7 @@ class OpenAIEngineOps(EngineOpsBase):
         lp = choice.get("logprobs") or {}
         tokens = tuple(_token_id(t) for t in lp.get("tokens") or ())
         logprob = float(sum(x for x in lp.get("token_logprobs") or () if x is not None))
-        finish, stop_reason = choice.get("finish_reason"), choice.get("stop_reason")
-        if finish == "length":
-            reason = "length"
-        elif finish == "stop":
-            if isinstance(stop_reason, str):
-                reason = "stop" if stop_reason in req.until.stop else "delimiter"
-            else:  # None: EOS; an int: one of the model's extra EOS ids
-                reason = "eos"
-        else:
-            raise OpenAIServerError(f"request for branch {req.branch.id!r} ended with {finish!r}")
+        reason = self._stop_reason(req, choice.get("finish_reason"), choice.get("stop_reason"))
         return Step(branch_id=req.branch.id, text=self.tokenizer.decode(list(tokens), skip_special_tokens=True),
                     token_ids=tokens, stop_reason=reason, logprob=logprob, tokens_reused=_cached_tokens(answer))
 

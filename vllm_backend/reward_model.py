@@ -10,6 +10,12 @@ step reward is that of label 1 ("correct"). In Python::
     ops = VLLMEngineOps(policy_llm, reward_models={"prm": VLLMRewardModel(prm)})
     run_search(ops, prompts, {"strategy": "beam", "scorer": "prm", "aggregation": "min", ...})
 
+Two engines in one Python process: keep at most one of them in-process. With the policy engine
+in-process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``), build the PRM engine with the variable set to
+``1`` after ``vllm.envs.disable_envs_cache()`` (vLLM freezes its environment once an in-process
+engine started): an in-process PRM engine's shutdown would tear down the distributed state the
+policy engine still uses.
+
 On the OpenAI server, ``additional_config.ttc.reward_models`` names them (see
 :func:`served_reward_models`); the server starts each once, in the API server process, on the
 first search request.

@@ -41,12 +41,19 @@ def hf_prm(prm_dir) -> MemoryRewardModel:
 def prm(prm_dir):
     from vllm import LLM
 
+    from vllm import envs
+
     before = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1"
+    # The suite's in-process engine froze vLLM's env cache at "0": without this the PRM engine
+    # would run in this process too, and its shutdown tears down the distributed state (the
+    # pipeline-parallel group) that the in-process engine still uses.
+    envs.disable_envs_cache()
     try:
         llm = LLM(**prm_engine_kwargs(prm_dir, dtype="float32", max_model_len=1024, kv_cache_memory_bytes=64 * 2**20))
     finally:
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = before if before is not None else "0"
+    assert type(llm.llm_engine.engine_core).__name__ != "InprocClient", "the PRM engine must be a child process"
     yield VLLMRewardModel(llm)
     llm.llm_engine.engine_core.shutdown()  # now, while the session can still log
 

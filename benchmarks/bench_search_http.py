@@ -48,7 +48,10 @@ def start_server(model: str, log_path: Path, *, max_model_len: int, kv_bytes: in
            "--port", str(port), "--dtype", "float32", "--enforce-eager", "--seed", "0",
            "--max-model-len", str(max_model_len), "--kv-cache-memory-bytes", str(kv_bytes), "--max-num-seqs", "64",
            "--no-enable-chunked-prefill", "--max-num-batched-tokens", str(max_model_len),
-           "--enable-prompt-tokens-details"]
+           "--enable-prompt-tokens-details",
+           # the TTC scheduler: the in-engine search forks each branch's children from its held
+           # last step; requests over HTTP are plain requests to it (vLLM's own path)
+           "--scheduler-cls", "ttc_plugins.vllm_backend.beam_scheduler.TTCScheduler"]
     env = {**os.environ, "VLLM_SERVER_DEV_MODE": "1"}  # for POST /reset_prefix_cache between runs
     proc = subprocess.Popen(cmd, stdout=log_path.open("w"), stderr=subprocess.STDOUT, cwd=tempfile.gettempdir(),
                             env=env)
@@ -89,6 +92,7 @@ def run_in_engine(base: str, model: str, prompts: list[str], search: dict) -> tu
         reports = list(pool.map(lambda p: _served_search(base, model, p, search), prompts))
     wall = time.perf_counter() - t0
     counters = {"tokens_generated": sum(r["counters"]["tokens_generated"] for r in reports),
+                "tokens_computed": sum(r["counters"]["tokens_computed"] for r in reports),
                 "http_requests": len(prompts), "engine_requests": sum(r["counters"]["model_calls"] for r in reports)}
     return [r["text"] for r in reports], wall, counters
 
@@ -105,6 +109,7 @@ def run_over_http(base: str, model: str, tokenizer, prompts: list[str], search: 
     finally:
         ops.close()
     counters = {"tokens_generated": sum(r.counters.tokens_generated for r in results),
+                "tokens_computed": sum(r.counters.tokens_computed for r in results),
                 "http_requests": ops.http_requests, "engine_requests": sum(r.counters.model_calls for r in results)}
     return [r.text for r in results], wall, counters
 
@@ -172,11 +177,13 @@ def main() -> None:
                  f"Command: `{cmd}`", "",
                  f"- machine: {platform.machine()} / {os.cpu_count()} CPUs (shared), {platform.platform()}; "
                  f"load average at the end {', '.join(f'{x:.1f}' for x in os.getloadavg())}",
-                 f"- vLLM {vllm.__version__} OpenAI server (module form), float32, eager, chunked prefill off, "
-                 "prefix caching on (reset before every run); both modes on the same server, alternating",
+                 f"- vLLM {vllm.__version__} OpenAI server (module form, `--scheduler-cls` TTC scheduler), float32, "
+                 "eager, chunked prefill off, prefix caching on (reset before every run); both modes on the same "
+                 "server, alternating",
                  f"- search: `{json.dumps(search)}`", "",
-                 "| mode | wall per run (s) | median (s) | correct | tokens generated | HTTP requests | engine requests |",
-                 "|---|---|---|---|---|---|---|"]
+                 "| mode | wall per run (s) | median (s) | correct | tokens generated | tokens computed | HTTP requests "
+                 "| engine requests |",
+                 "|---|---|---|---|---|---|---|---|"]
         for mode, v in rows.items():
             _, texts, counters = v[0]
             correct = sum(p.check(t) for p, t in zip(problems, texts))

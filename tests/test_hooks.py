@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from ttc_plugins import hookimpl
 from ttc_plugins.errors import TTCParamError
+from ttc_plugins.kv.held import HeldState
 from ttc_plugins.types import Branch, ControlPlan, ControlSpec, KVStats, RequestContext, RequestReport, Score, Step
 
 
@@ -183,6 +184,21 @@ def test_hook_ttc_fork_branch(pm):
 
     pm.register(InEngineFork(), name="fork")
     assert [c.handle for c in pm.hook.ttc_fork_branch(ctx=_ctx(pm), parent=parent, k=2)] == ["engine"] * 2
+
+
+def test_hook_ttc_fork_branch_shares_the_parents_held_state(pm):
+    freed = []
+    held = HeldState("k1", freed.append)
+    parent = Branch("p", None, (1, 2), handle=held)
+    children = pm.hook.ttc_fork_branch(ctx=_ctx(pm), parent=parent, k=2)
+    assert all(c.handle is held for c in children) and held.refs == 3
+    pm.hook.ttc_release_branches(ctx=_ctx(pm), branches=[parent, children[0]])
+    assert held.refs == 1 and freed == [] and parent.handle is None
+    pm.hook.ttc_release_branches(ctx=_ctx(pm), branches=[children[1]])
+    assert freed == ["k1"] and not held.live
+    # a child of a branch whose held state is gone forks by prefix alone
+    late = Branch("q", None, (1,), handle=held)
+    assert [c.handle for c in pm.hook.ttc_fork_branch(ctx=_ctx(pm), parent=late, k=1)] == [None]
 
 
 def test_hook_ttc_release_branches(pm, recorders):

@@ -184,10 +184,13 @@ def ttc_fork_branch(ctx: "RequestContext", parent: "Branch", k: int) -> "list[Br
     :param ctx: the search request.
     :param parent: the branch to fork from (not finished).
     :param k: number of children, ``k >= 1``.
-    :return: the ``k`` new branches. Stops at the first non-None result: a backend able to fork a
-        live request in place (copy-on-write of its KV blocks) answers first; the default
-        plugin (``trylast``) forks by prefix: each child is a new branch whose prompt is the
-        parent's tokens, which the engine's prefix cache then shares.
+    :return: the ``k`` new branches. Stops at the first non-None result. The default plugin
+        (``trylast``) forks by prefix: each child is a new branch whose prompt is the parent's
+        tokens, which the engine's prefix cache then shares; each child also takes a reference
+        to the parent's engine-held state (``Branch.handle``, a
+        :class:`ttc_plugins.kv.held.HeldState` when the backend kept the parent's last step in
+        the engine), so the backend forks the child in place at its next step (the parent's KV
+        blocks shared, the partial last block copied) instead of recomputing that block.
 
     Called in the process driving the search.
     """
@@ -201,7 +204,8 @@ def ttc_release_branches(ctx: "RequestContext", branches: "Sequence[Branch]") ->
     :param branches: branches that will never be extended again.
 
     Called in the process driving the search, as soon as the strategy drops them. All
-    implementations run; backends free in-engine state (held requests, pinned blocks).
+    implementations run. The default plugin drops each branch's reference to its engine-held
+    state (``Branch.handle``); the backend frees the held request when the last reference goes.
     """
 
 

@@ -151,6 +151,9 @@ class Step:
     stop_reason: Literal["delimiter", "eos", "length", "stop", "rejected"] = "delimiter"
     logprob: float = 0.0
     tokens_reused: int = 0
+    #: backend-private engine state the branch can be forked from at its next step (for example
+    #: a :class:`ttc_plugins.kv.held.HeldState`); the branch takes it over as ``Branch.handle``
+    handle: Any = None
 
 
 @dataclass

@@ -25,6 +25,9 @@ new-request list of the step that first runs them). Lanes of one search advance 
 that already proposed waits (parked out of the running queue) until its siblings did. A search
 holds ``width`` request slots (``max_num_seqs``) from admission to its end: it waits in its own
 queue until they are free, so forks never overflow the running batch.
+
+Step-level search uses the same fork between rounds: a step request marked ``hold`` keeps its KV
+when it ends, and the next round's children join the batch forked from it (:mod:`.held_branches`).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from vllm.v1.request import Request, RequestStatus
 from ttc_plugins.token_beam import BeamParams, TokenBeam
 
 from . import kv_fork
+from .held_branches import HeldBranches
 
 log = logging.getLogger("ttc_plugins.vllm_backend")
 
@@ -85,8 +89,12 @@ class TTCScheduler(Scheduler):
         self._fresh: set[str] = set()  # forked lanes the model runner has not seen yet
         self._parked: dict[str, Request] = {}
         self._held: list[_Search] = []  # beam searches waiting for `width` free request slots
+        #: forked step requests holding their shared blocks, waiting for a running slot
+        self._pending_forks: dict[str, Request] = {}
         self._fork_ids = itertools.count()
         self._forkable = kv_fork.forkable(self.kv_cache_manager)
+        #: step-level branches held between rounds (``extra_args["ttc_branch"]``)
+        self.held_branches = HeldBranches(self, self._adopt)
         #: engine-wide counters (``searches`` finished, ``forks``, ``tokens_shared``, ...)
         self.ttc_counters: dict[str, int] = {"searches": 0, "forks": 0, "tokens_shared": 0,
                                              "tokens_copied": 0, "recompute_forks": 0}
@@ -128,35 +136,53 @@ class TTCScheduler(Scheduler):
             priority=parent.priority,
             block_hasher=parent._block_hasher,
         )
-        n = parent.num_computed_tokens
-        in_place = (
-            self._forkable
-            and len(self.running) + len(self._parked) < self.max_num_running_reqs
-            and kv_fork.free_blocks(self.kv_cache_manager) > kv_fork.blocks_needed(self.kv_cache_manager, n)
-        )
-        self.requests[child.request_id] = child
-        if in_place:
-            share = kv_fork.share_prefix(self.kv_cache_manager, parent.request_id, child.request_id, n)
-            child.num_computed_tokens = n
-            child.status = RequestStatus.RUNNING
-            self.running.append(child)
-            self._fresh.add(child.request_id)
-            self.ttc_counters["forks"] += 1
-            self.ttc_counters["tokens_shared"] += n
-            self.ttc_counters["tokens_copied"] += share.copied_tokens
-            if search is not None:
-                search.forks += 1
-                search.tokens_shared += n
-                search.blocks_shared += share.shared_blocks
-                search.tokens_copied += share.copied_tokens
-        else:
+        share = self._adopt(child, parent, parent.num_computed_tokens, wait=False)
+        if share and search is not None:
+            search.forks += 1
+            search.tokens_shared += parent.num_computed_tokens
+            search.blocks_shared += share.shared_blocks
+            search.tokens_copied += share.copied_tokens
+        elif not share:
             # no free slot or block for the tail copy: the child prefills, the prefix cache
             # serves its full blocks (vLLM's own n>1 / prefix path)
+            self.requests[child.request_id] = child
             self._enqueue_waiting_request(child)
             self.ttc_counters["recompute_forks"] += 1
             if search is not None:
                 search.recompute_forks += 1
         return child
+
+    def _run_forked(self, child: Request) -> None:
+        child.status = RequestStatus.RUNNING
+        self.running.append(child)
+        self._fresh.add(child.request_id)
+
+    def _adopt(self, child: Request, parent: Request, n: int, *, wait: bool = True) -> kv_fork.ForkShare | None:
+        """Put ``child`` in the running batch holding the KV of ``parent``'s first ``n`` computed
+        tokens (its own tokens from ``n`` on are computed as usual). Without a free request slot
+        it holds the blocks and waits for one ahead of vLLM's queue (``wait``), else None; None
+        when no block for the tail copy is free."""
+        has_slot = len(self.running) + len(self._parked) < self.max_num_running_reqs
+        if not (
+            self._forkable
+            and (has_slot or wait)
+            and kv_fork.free_blocks(self.kv_cache_manager) > kv_fork.blocks_needed(self.kv_cache_manager, n)
+        ):
+            return None
+        self.requests[child.request_id] = child
+        share = kv_fork.share_prefix(self.kv_cache_manager, parent.request_id, child.request_id, n)
+        child.num_computed_tokens = n
+        if getattr(child, "prefill_stats", None) is not None:  # reported as its cached prompt tokens
+            child.prefill_stats.set(num_prompt_tokens=child.num_prompt_tokens, num_local_cached_tokens=n,
+                                    num_external_cached_tokens=0)
+        if has_slot:
+            self._run_forked(child)
+        else:
+            self._pending_forks[child.request_id] = child
+        self.ttc_counters["forks"] += 1
+        self.ttc_counters["tokens_shared"] += n
+        self.ttc_counters["tokens_copied"] += share.copied_tokens
+        return share
 
     # ----------------------------------------------------------------------------------------
     # Scheduler overrides
@@ -165,7 +191,8 @@ class TTCScheduler(Scheduler):
     def add_request(self, request: Request) -> None:
         params = _beam_params(request)
         if params is None or request.request_id in self.requests:
-            super().add_request(request)
+            if request.request_id in self.requests or not self.held_branches.on_add(request):
+                super().add_request(request)
             return
         sp = request.sampling_params.clone()
         terminal = set(sp.stop_token_ids or ())
@@ -204,15 +231,19 @@ class TTCScheduler(Scheduler):
         return stop_text
 
     def get_num_unfinished_requests(self) -> int:
-        return super().get_num_unfinished_requests() + len(self._held)
+        return super().get_num_unfinished_requests() + len(self._held) + len(self._pending_forks)
 
     def schedule(self, *args: Any, **kwargs: Any) -> SchedulerOutput:
         cap = self.max_num_running_reqs
+        self.held_branches.before_schedule()
         self._admit_held(cap)
         # parked lanes and the slots a search has not forked into yet are taken: vLLM's own
         # admission of new requests must leave them free
         unused = sum(s.beam.width - len(s.lanes) for s in self._searches.values())
         self.max_num_running_reqs = max(0, cap - len(self._parked) - unused)
+        while self._pending_forks and len(self.running) < self.max_num_running_reqs:
+            # forked children already hold their KV: they run before vLLM's waiting queue
+            self._run_forked(self._pending_forks.pop(next(iter(self._pending_forks))))
         try:
             out = super().schedule(*args, **kwargs)
         finally:
@@ -279,7 +310,21 @@ class TTCScheduler(Scheduler):
                     self._lane_search.pop(rid, None)
                     if not search.root_live:  # the root holds no blocks; only the id is left
                         search.root.status = RequestStatus.RUNNING
+        if ids is None:
+            self.held_branches.release(list(self.held_branches.held))
+        elif self.held_branches.held:
+            ids = set(ids)
+            ids -= self.held_branches.release(ids)  # keys of held step requests, not request ids
+        for rid in list(self._pending_forks) if ids is None else set(ids) & set(self._pending_forks):
+            self._pending_forks.pop(rid).status = RequestStatus.WAITING  # vLLM frees a waiting one
         return super().finish_requests(ids, finished_status)
+
+    def _free_blocks(self, request: Request) -> None:
+        # a held step request keeps its blocks for its branch's children (.held_branches)
+        if self.held_branches.hold_keys and self.held_branches.keep(request):
+            del self.requests[request.request_id]
+            return
+        super()._free_blocks(request)
 
     # ----------------------------------------------------------------------------------------
     # Beam search steps

@@ -17,7 +17,7 @@ from ttc_plugins.params import TTCParams
 from ttc_plugins.types import ControlSpec, KVStats, RequestContext, RequestReport
 
 from .config import EngineConfig, parse_engine_config
-from .wire import PRIVATE_KEYS, REQUEST_ID_KEY, RESOLVED_KEY
+from .wire import BRANCH_KEY, PRIVATE_KEYS, REQUEST_ID_KEY, RESOLVED_KEY
 
 log = logging.getLogger("ttc_plugins.vllm_backend")
 
@@ -28,6 +28,18 @@ def _pm():
     from ttc_plugins.manager import get_plugin_manager
 
     return get_plugin_manager()
+
+
+def check_branch_args(raw: Any) -> None:
+    """Validate a ``ttc_branch`` entry (``{"hold": key, "fork_from": key}``, keys non-empty
+    strings of at most 200 characters); :class:`TTCParamError` names the field."""
+    if not isinstance(raw, dict):
+        raise TTCParamError(BRANCH_KEY, f"must be an object with 'hold' and/or 'fork_from', got {type(raw).__name__}")
+    for name, value in raw.items():
+        if name not in ("hold", "fork_from"):
+            raise TTCParamError(f"{BRANCH_KEY}.{name}", "unknown key (allowed: hold, fork_from)")
+        if not isinstance(value, str) or not 0 < len(value) <= 200:
+            raise TTCParamError(f"{BRANCH_KEY}.{name}", "must be a non-empty string of at most 200 characters")
 
 
 def parse_request_params(raw: Any) -> TTCParams | None:

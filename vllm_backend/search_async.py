@@ -60,7 +60,8 @@ class AsyncVLLMEngineOps(ThreadedAsyncOps, VLLMEngineOps):
 
     def __init__(self, engine_client: Any, *, loop: asyncio.AbstractEventLoop | None = None,
                  embedder: Callable[[Sequence[str]], list[list[float]]] | None = None, pm: Any = None,
-                 seeded: bool = True, add_bos: bool = True, reward_models: Mapping[str, Any] | None = None):
+                 seeded: bool = True, add_bos: bool = True, reward_models: Mapping[str, Any] | None = None,
+                 fork: bool | None = None):
         self.client = engine_client
         self.engine = engine_client
         self._init_async(loop)
@@ -68,6 +69,9 @@ class AsyncVLLMEngineOps(ThreadedAsyncOps, VLLMEngineOps):
                         reward_models=reward_models)
         self.seeded = seeded
         cfg = engine_client.vllm_config
+        self.fork = self._fork_mode(cfg, fork)
+        self.held_keys: set[str] = set()
+        self._release_tasks: set[asyncio.Task] = set()
         if seeded and getattr(cfg.scheduler_config, "enable_chunked_prefill", False):
             raise ValueError(f"AsyncVLLMEngineOps: {CHUNKED_PREFILL_MESSAGE}")
         self.block_size = int(getattr(cfg.cache_config, "block_size", 0) or 0)
@@ -100,6 +104,23 @@ class AsyncVLLMEngineOps(ThreadedAsyncOps, VLLMEngineOps):
             return final
 
         return list(await asyncio.gather(*(one(p, sp) for p, sp in zip(prompts, params))))
+
+    def _release_held(self, key: str) -> None:
+        """Free a held step request: the abort is sent from the event loop (this may run on it, in
+        the search's task, or in a worker thread)."""
+        def send() -> None:
+            task = self.loop.create_task(self.client.engine_core.abort_requests_async([key]))
+            self._release_tasks.add(task)  # a task nobody references may be collected mid-flight
+            task.add_done_callback(self._release_tasks.discard)
+
+        try:
+            on_loop = asyncio.get_running_loop() is self.loop
+        except RuntimeError:
+            on_loop = False
+        if on_loop:
+            send()
+        else:
+            self.loop.call_soon_threadsafe(send)
 
     def _sample_kv(self) -> None:
         if not self.log_stats or not self.total_blocks:

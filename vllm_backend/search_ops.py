@@ -16,6 +16,12 @@ Semantics mirror the reference :class:`~ttc_plugins.testing.memory_engine.Memory
 - ``score_logprobs``: ``prompt_logprobs`` of context + continuation;
 - ``verify_prob``: the top log-probabilities of the next token; a yes/no token outside the
   returned top-k is scored exactly with ``prompt_logprobs`` of ``prompt + [token]``;
+- forks in place: on an engine running the TTC scheduler each step request is marked ``hold``
+  and its :class:`~ttc_plugins.kv.held.HeldState` rides on the step as ``Step.handle``; the next
+  round's children of that branch are forked from it inside the engine (full blocks shared, the
+  tail block copied, only the new tokens computed; :mod:`.held_branches`) instead of
+  prefilling the tail again, and ``tokens_reused`` counts what the fork shared. Without the TTC
+  scheduler (or with ``fork=False``) children fall back to the prefix cache;
 - ``embed``: the embedder (default :class:`~ttc_plugins.testing.memory_engine.HashingEmbedder`);
 - ``kv_stats``: tokens computed vs reused (from ``num_cached_tokens``) and blocks held / peak
   from the engine's own ``vllm:kv_cache_usage_perc`` gauge times the engine's block count,
@@ -36,10 +42,13 @@ from __future__ import annotations
 import itertools
 from typing import Any, Callable, Mapping, Sequence
 
+from ttc_plugins.kv.held import HeldState
 from ttc_plugins.search.engine import ExtendRequest, VerifyRequest
 from ttc_plugins.search.engine_base import EngineOpsBase
 from ttc_plugins.testing.memory_engine import continuation_seed
 from ttc_plugins.types import Step
+
+from .wire import BRANCH_KEY
 
 __all__ = ["VLLMEngineOps", "llm_kwargs"]
 
@@ -73,18 +82,22 @@ class VLLMEngineOps(EngineOpsBase):
     :param add_bos: prepend the tokenizer's BOS in :meth:`encode` (as MemoryEngine does).
     :param reward_models: reward models served beside the engine, by name, for the ``prm``
         scorer (e.g. ``{"prm": vllm_backend.reward_model.VLLMRewardModel(prm_llm)}``).
+    :param fork: fork each branch's children in place from its held last step (``None``: when
+        the engine runs the TTC scheduler; ``True`` raises without it; ``False``: never).
     """
 
     name = "vllm"
 
     def __init__(self, llm: Any, *, embedder: Callable[[Sequence[str]], list[list[float]]] | None = None,
                  pm: Any = None, seeded: bool = True, add_bos: bool = True,
-                 reward_models: Mapping[str, Any] | None = None):
+                 reward_models: Mapping[str, Any] | None = None, fork: bool | None = None):
         self.llm = llm
         self.engine = llm.llm_engine
         self._init_base(llm.get_tokenizer(), embedder=embedder, pm=pm, add_bos=add_bos, reward_models=reward_models)
         self.seeded = seeded
         cfg = getattr(self.engine, "vllm_config", None)
+        self.fork = self._fork_mode(cfg, fork)
+        self.held_keys: set[str] = set()  # step requests held in the engine, not yet released
         sched = getattr(cfg, "scheduler_config", None)
         cache = getattr(cfg, "cache_config", None)
         if seeded and getattr(sched, "enable_chunked_prefill", False):
@@ -105,24 +118,65 @@ class VLLMEngineOps(EngineOpsBase):
         from vllm import SamplingParams
 
         todo = self._continuations(requests)
-        params = []
+        params, keys = [], []
         for ri, i, _ in todo:
             req = requests[ri]
             s, until = req.sampling, req.until
             stop = [x for x in (*until.stop, until.delimiter) if x]
             greedy = s.temperature <= 0
+            branch = None
+            if self.fork:
+                key = f"ttc-held-{next(_ids)}"
+                branch = {"hold": key}
+                parent = req.branch.handle
+                if isinstance(parent, HeldState) and parent.owner is self and parent.live:
+                    branch["fork_from"] = parent.key
+                keys.append(key)
             params.append(SamplingParams(
                 n=1, max_tokens=until.max_tokens, temperature=0.0 if greedy else s.temperature,
                 top_p=1.0 if greedy else s.top_p,
                 seed=None if greedy or not self.seeded else continuation_seed(s.seed, req.sampling_key, i),
                 stop=list(dict.fromkeys(stop)), include_stop_str_in_output=True, logprobs=0,
-                skip_special_tokens=True,
+                skip_special_tokens=True, extra_args={BRANCH_KEY: branch} if branch else None,
             ))
         prompts = [ids for _, _, ids in todo]
         owners = [ri for ri, _, _ in todo]
         outputs = self._run(prompts, params)
         steps = [self._to_step(requests[ri], o) for ri, o in zip(owners, outputs)]
+        for j, step in enumerate(steps):
+            if self.fork and step.stop_reason != "eos":  # EOS ends a branch: the engine kept nothing
+                step.handle = HeldState(keys[j], self._release_key, owner=self)
+                self.held_keys.add(keys[j])
         return self._account(requests, owners, prompts, steps)
+
+    # -- held branches ----------------------------------------------------------------------------
+    @staticmethod
+    def _fork_mode(cfg: Any, fork: bool | None) -> bool:
+        from .frontend import uses_beam_scheduler
+
+        available = uses_beam_scheduler(getattr(cfg, "scheduler_config", None))
+        if fork and not available:
+            raise ValueError("fork=True needs the engine started with the TTC scheduler: "
+                             "scheduler_cls='ttc_plugins.vllm_backend.beam_scheduler.TTCScheduler'")
+        return available if fork is None else bool(fork)
+
+    def release_held(self) -> int:
+        """Free every step request this object still holds in the engine (steps whose handle was
+        dropped without a release, e.g. by a caller of :meth:`extend` that never forks); returns
+        how many. A search releases its own as it goes."""
+        keys = list(self.held_keys)
+        for key in keys:
+            self._release_key(key)
+        return len(keys)
+
+    def _release_key(self, key: str) -> None:
+        if key in self.held_keys:
+            self.held_keys.discard(key)
+            self._release_held(key)
+
+    def _release_held(self, key: str) -> None:
+        """Free a held step request in the engine (an abort of its key reaches the scheduler)."""
+        self.engine.engine_core.abort_requests([key])
 
     def verify_prob(self, requests: Sequence[VerifyRequest]) -> list[float]:
         from vllm import SamplingParams

@@ -8,3 +8,6 @@ RESOLVED_KEY = "_ttc_control"
 #: the engine request id, for the worker-side ``RequestContext``
 REQUEST_ID_KEY = "_ttc_request_id"
 PRIVATE_KEYS = (RESOLVED_KEY, REQUEST_ID_KEY)
+#: a step-level search's branch hold / fork request (``{"hold": key, "fork_from": key}``), read by
+#: the TTC scheduler (``held_branches``); a hint the scheduler checks, so clients may send it too
+BRANCH_KEY = "ttc_branch"

@@ -175,6 +175,28 @@ def test_seam_kv_fork_block_tables():
     assert issubclass(FullAttentionManager, SingleTypeKVCacheManager)
 
 
+def test_seam_held_branches():
+    from vllm.v1.core.sched.scheduler import Scheduler
+    from vllm.v1.engine.async_llm import AsyncLLM
+    from vllm.v1.engine.core_client import EngineCoreClient
+    from vllm.v1.engine.llm_engine import LLMEngine
+    from vllm.v1.metrics.stats import PrefillStats
+    from vllm.v1.request import Request
+
+    assert _params(Scheduler._free_blocks) == ["self", "request"]
+    assert _params(Scheduler._free_request_blocks) == ["self", "request"]
+    # every path that frees a finished request's blocks goes through _free_blocks
+    assert "self._free_blocks(request)" in inspect.getsource(Scheduler._free_request)
+    assert "del self.requests[request.request_id]" in inspect.getsource(Scheduler._free_blocks)
+    assert "self.prefill_stats" in inspect.getsource(Request.__init__)
+    assert _params(PrefillStats.set) == ["self", "num_prompt_tokens", "num_local_cached_tokens",
+                                         "num_external_cached_tokens"]
+    for name in ("abort_requests", "abort_requests_async"):
+        assert callable(getattr(EngineCoreClient, name, None)), name
+    assert "self.engine_core" in inspect.getsource(LLMEngine.__init__)
+    assert "self.engine_core" in inspect.getsource(AsyncLLM.__init__)
+
+
 def test_seam_logprobs_and_engine_core_output():
     from vllm.v1.engine import EngineCoreOutput
     from vllm.v1.outputs import LogprobsLists, ModelRunnerOutput

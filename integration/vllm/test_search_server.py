@@ -73,6 +73,7 @@ def search_server(tiny_model, named_vector, ttc_adapter, prm_dir, tmp_path_facto
         "--max-model-len", "1024", "--kv-cache-memory-bytes", str(engine.KV_CACHE_BYTES),
         "--max-num-seqs", "32", "--no-enable-chunked-prefill", "--max-num-batched-tokens", "1024",
         "--additional-config", json.dumps({"ttc": ttc}),
+        "--scheduler-cls", engine.BEAM_SCHEDULER,  # in-server searches fork in place between rounds
     ]
     if not engine.logits_processor_entry_point_installed():
         cmd += ["--logits-processors", engine.LOGITS_PROCESSOR]
@@ -155,6 +156,7 @@ def test_python_run_search_on_an_equivalent_engine_finds_the_same_answer(first, 
     assert local.scores == pytest.approx(rep["scores"], rel=1e-4, abs=1e-6)
     assert local.counters.tokens_generated == rep["counters"]["tokens_generated"]
     assert local.counters.model_calls == rep["counters"]["model_calls"]
+    assert local.counters.tokens_computed == rep["counters"]["tokens_computed"]  # both forked in place
 
 
 def test_the_same_search_driven_over_http_by_the_client_finds_the_same_answer(first, search_server, eager_llm):
@@ -296,6 +298,24 @@ def test_concurrent_chat_and_completion_searches_from_several_clients(search_ser
     assert out[0][1]["chosen_path"] == chat_first[1]["chosen_path"]  # seeded: other clients do not matter
     assert out[1][0].choices[0].message.content == out[1][1]["text"] and out[1][1]["text"]
     assert out[2][1]["strategy"] == "best_of_n" and out[2][0].choices[0].text == out[2][1]["text"]
+
+
+def test_searches_leave_no_kv_held_in_the_server(client, search_server, chat_first):
+    """Every step request a search held for its children was released: once the searches above
+    are done the engine holds no block (cached blocks of finished requests count as free)."""
+    import requests
+
+    def usage_after_a_step() -> float:
+        # the KV gauge is published with each engine step: one plain request makes a fresh one
+        client.completions.create(model=search_server["model"], prompt="ok", max_tokens=1)
+        text = requests.get(search_server["base_url"] + "/metrics", timeout=10).text
+        return max(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("vllm:kv_cache_usage_perc"))
+
+    deadline = time.time() + 10  # the releases are aborts sent without waiting for them
+    while usage_after_a_step() > 0 and time.time() < deadline:
+        time.sleep(0.5)
+    assert usage_after_a_step() == 0
 
 
 def test_plain_request_on_the_same_server_is_unaffected(client, search_server, eager_llm):

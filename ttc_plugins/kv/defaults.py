@@ -2,7 +2,10 @@
 
 - cache salt: a controlled request is isolated by its control's key; plain requests share;
 - fork: by prefix (children re-submit the parent's tokens; the engine's prefix cache shares
-  the full blocks) — backends that fork in place answer first;
+  the full blocks), each child taking a reference to the parent's engine-held state
+  (:mod:`.held`) so a backend able to fork in place does so at the child's next step;
+- release: drop the branches' references to engine-held state (the engine frees it once the last
+  reference goes);
 - eviction: drop the lowest-scored branches until the live KV fits the budget.
 """
 
@@ -13,6 +16,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from .. import hookimpl
 from ..types import Branch, KVStats
+from . import held
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..types import RequestContext
@@ -39,10 +43,17 @@ def ttc_fork_branch(ctx: "RequestContext", parent: Branch, k: int) -> list[Branc
             steps=list(parent.steps),
             scores=list(parent.scores),
             kv=KVStats(),
-            handle=None,
+            handle=held.retain(parent.handle),
         )
         for i in range(k)
     ]
+
+
+@hookimpl(trylast=True)
+def ttc_release_branches(ctx: "RequestContext", branches: Sequence[Branch]) -> None:
+    for b in branches:
+        handle, b.handle = b.handle, None
+        held.release(handle)
 
 
 def branch_score(branch: Branch) -> float:

@@ -30,6 +30,7 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generator, Sequence
 
+from ..kv import held
 from ..types import Branch, RequestContext, Score, Step
 from .engine import ExtendRequest
 from .params import SearchParams
@@ -288,6 +289,10 @@ class SearchState:
 
     # -- internals --------------------------------------------------------------------------
     def _apply(self, b: Branch, step: Step) -> None:
+        # the branch grew past the state it was forked from: its reference goes, the new step's
+        # engine-held state (if any) is what its children fork from next
+        old, b.handle = b.handle, step.handle
+        held.release(old)
         b.token_ids = b.token_ids + tuple(step.token_ids)
         b.text = b.text + step.text
         b.steps.append(step)

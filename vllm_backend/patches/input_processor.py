@@ -44,6 +44,11 @@ def apply() -> None:
     @functools.wraps(original_process)
     def process_inputs(self, request_id, prompt, params, *args, **kwargs):
         extra = params.extra_args if isinstance(params, SamplingParams) else None
+        if extra and frontend.BRANCH_KEY in extra:
+            try:
+                frontend.check_branch_args(extra[frontend.BRANCH_KEY])
+            except TTCParamError as exc:
+                raise VLLMValidationError(str(exc), parameter=exc.field) from None
         if not extra or not any(k in extra for k in ("ttc", *frontend.PRIVATE_KEYS)):
             return original_process(self, request_id, prompt, params, *args, **kwargs)
         raw = extra.get("ttc")

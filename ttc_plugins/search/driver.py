@@ -83,15 +83,8 @@ def run_search(
     try:
         call = next(rounds)
         while True:
-            kind, arg = call
-            if kind == "extend":
-                value = engine_ops.extend(arg)
-            elif kind == "score":
-                scorer, batch = arg
-                value = scorer.score(batch, engine_ops)
-            else:
-                value = engine_ops.embed(arg)
-            call = rounds.send(value)
+            fn, args = _dispatch(engine_ops, *call, asynchronous=False)
+            call = rounds.send(fn(*args))
     except StopIteration as done:
         return done.value
 
@@ -117,19 +110,26 @@ async def arun_search(
     try:
         call = next(rounds)
         while True:
-            kind, arg = call
-            if kind == "extend":
-                value = await engine_ops.aextend(arg)
-            elif kind == "score":
-                scorer, batch = arg
-                ascore = getattr(engine_ops, "ascore", None)
-                value = await (ascore(scorer, batch) if ascore is not None
-                               else asyncio.to_thread(scorer.score, batch, engine_ops))
-            else:
-                value = await engine_ops.aembed(arg)
-            call = rounds.send(value)
+            fn, args = _dispatch(engine_ops, *call, asynchronous=True)
+            call = rounds.send(await fn(*args))
     except StopIteration as done:
         return done.value
+
+
+def _dispatch(engine_ops, kind: str, arg: Any, *, asynchronous: bool) -> tuple[Any, tuple]:
+    """The function (a coroutine function when ``asynchronous``) and arguments that make one
+    engine call of :func:`_rounds`. Looked up per call: an engine need not have the methods a
+    search never uses (``embed``, ``ascore``)."""
+    if kind == "score":
+        scorer, batch = arg
+        if not asynchronous:
+            return scorer.score, (batch, engine_ops)
+        ascore = getattr(engine_ops, "ascore", None)
+        if ascore is not None:
+            return ascore, (scorer, batch)
+        return asyncio.to_thread, (scorer.score, batch, engine_ops)
+    name = "extend" if kind == "extend" else "embed"
+    return getattr(engine_ops, "a" + name if asynchronous else name), (arg,)
 
 
 def _rounds(engine_ops, prompts, params, pm):

@@ -184,18 +184,7 @@ def hf(tiny_model) -> HFReference:
 
 @pytest.fixture(scope="session")
 def reference(hf, named_vector):
-    cache: dict = {}
-
-    def run(prompts, ttcs, max_tokens):
-        out = []
-        for p, t in zip(prompts, ttcs):
-            key = (tuple(p), json.dumps(t, sort_keys=True), max_tokens)
-            if key not in cache:
-                cache[key] = hf.generate_one(p, t, max_tokens, vectors={"honest": named_vector[0]})
-            out.append(cache[key])
-        return out
-
-    return run
+    return hf.cached(vectors={"honest": named_vector[0]})
 
 
 @pytest.fixture(scope="session")

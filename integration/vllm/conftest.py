@@ -80,19 +80,7 @@ def hf(tiny_model) -> HFReference:
 
 @pytest.fixture(scope="session")
 def reference(hf, named_vector, ttc_adapter):
-    cache: dict = {}
-
-    def run(prompts, ttcs, max_tokens):
-        out = []
-        for p, t in zip(prompts, ttcs):
-            key = (tuple(p), json.dumps(t, sort_keys=True), max_tokens)
-            if key not in cache:
-                cache[key] = hf.generate_one(p, t, max_tokens, vectors={"honest": named_vector[0]},
-                                             ttc_layers={ttc_adapter[0]: ttc_adapter[1]})
-            out.append(cache[key])
-        return out
-
-    return run
+    return hf.cached(vectors={"honest": named_vector[0]}, ttc_layers={ttc_adapter[0]: ttc_adapter[1]})
 
 
 @pytest.fixture(scope="session")
@@ -159,14 +147,8 @@ def compiled_run(tiny_model, tmp_path_factory):
 def server(tiny_model, tmp_path_factory):
     port = free_port()
     log_path = tmp_path_factory.mktemp("server") / "server.log"
-    cmd = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", tiny_model,
-        "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--enforce-eager",
-        "--max-model-len", "1024", "--kv-cache-memory-bytes", str(engine.KV_CACHE_BYTES),
-        "--additional-config", json.dumps({"ttc": {}}), "--scheduler-cls", engine.BEAM_SCHEDULER,
-    ]
-    if not engine.logits_processor_entry_point_installed():
-        cmd += ["--logits-processors", engine.LOGITS_PROCESSOR]
+    cmd = engine.server_cmd(tiny_model, port, "--additional-config", json.dumps({"ttc": {}}),
+                            "--scheduler-cls", engine.BEAM_SCHEDULER)
     env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "1"}
     base = f"http://127.0.0.1:{port}"
     proc = start_openai_server(cmd, log_path, base, CHILD_TIMEOUT, env=env, cwd=ROOT)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -57,15 +56,8 @@ def search_server(tiny_model, named_vector, ttc_adapter, prm_dir, tmp_path_facto
     ttc = {"vectors": {"honest": named_vector[0]}, "ttc_layers": {str(ttc_adapter[0]): ttc_adapter[1]},
            "reward_models": {"prm": {"model": prm_dir, "dtype": "float32", "max_model_len": 1024,
                                      "kv_cache_memory_bytes": 64 * 2**20}}}
-    cmd = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", tiny_model,
-        "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--enforce-eager", "--seed", "0",
-        "--max-model-len", "1024", "--kv-cache-memory-bytes", str(engine.KV_CACHE_BYTES),
-        "--max-num-seqs", "32", "--no-enable-chunked-prefill", "--max-num-batched-tokens", "1024",
-        "--additional-config", json.dumps({"ttc": ttc}),
-    ]
-    if not engine.logits_processor_entry_point_installed():
-        cmd += ["--logits-processors", engine.LOGITS_PROCESSOR]
+    cmd = engine.server_cmd(tiny_model, port, "--seed", "0", "--max-num-seqs", "32", "--no-enable-chunked-prefill",
+                            "--max-num-batched-tokens", "1024", "--additional-config", json.dumps({"ttc": ttc}))
     env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "1"}
     base = f"http://127.0.0.1:{port}"
     proc = start_openai_server(cmd, log_path, base, START_TIMEOUT, env=env, cwd=ROOT)

@@ -25,7 +25,6 @@ import concurrent.futures
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,15 +34,16 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_models, also under PYTHONSAFEPATH=1
-from bench_models import model_path  # noqa: E402
+from bench_models import ROOT, model_path  # noqa: E402
+
+sys.path.append(str(ROOT))  # after site-packages: never shadow the installed ttc_plugins
+from integration.common.server import ServerStartError, free_port, start_openai_server, stop_server  # noqa: E402
 
 START_TIMEOUT_S = 600
 
 
 def start_server(model: str, log_path: Path, *, max_model_len: int, kv_bytes: int) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--host", "127.0.0.1",
            "--port", str(port), "--dtype", "float32", "--enforce-eager", "--seed", "0",
            "--max-model-len", str(max_model_len), "--kv-cache-memory-bytes", str(kv_bytes), "--max-num-seqs", "64",
@@ -53,23 +53,11 @@ def start_server(model: str, log_path: Path, *, max_model_len: int, kv_bytes: in
            # last step; requests over HTTP are plain requests to it (vLLM's own path)
            "--scheduler-cls", "ttc_plugins.vllm_backend.beam_scheduler.TTCScheduler"]
     env = {**os.environ, "VLLM_SERVER_DEV_MODE": "1"}  # for POST /reset_prefix_cache between runs
-    proc = subprocess.Popen(cmd, stdout=log_path.open("w"), stderr=subprocess.STDOUT, cwd=tempfile.gettempdir(),
-                            env=env)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + START_TIMEOUT_S
-    while True:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited ({proc.returncode}):\n{log_path.read_text()[-4000:]}")
-        try:
-            with urllib.request.urlopen(f"{base}/health", timeout=2) as r:
-                if r.status == 200:
-                    return proc, base
-        except OSError:
-            pass
-        if time.time() > deadline:
-            proc.kill()
-            raise SystemExit(f"server not healthy in {START_TIMEOUT_S} s:\n{log_path.read_text()[-4000:]}")
-        time.sleep(1)
+    try:
+        return start_openai_server(cmd, log_path, base, START_TIMEOUT_S, env=env, cwd=tempfile.gettempdir()), base
+    except ServerStartError as e:
+        raise SystemExit(str(e)) from None
 
 
 def reset_prefix_cache(base: str) -> None:
@@ -159,8 +147,7 @@ def main() -> None:
                     correct = sum(p.check(t) for p, t in zip(problems, texts))
                     print(f"repeat {r} {mode}: {wall:.1f} s, {correct}/{len(problems)} correct, {counters}", flush=True)
         finally:
-            proc.terminate()
-            proc.wait(timeout=60)
+            stop_server(proc, timeout=60)
 
     med = {m: statistics.median(w for w, _, _ in v) for m, v in rows.items()}
     same = sum(a == b for a, b in zip(rows["in-engine"][0][1], rows["over-http"][0][1]))

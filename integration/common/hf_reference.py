@@ -17,6 +17,7 @@ Interface (what every engine's suite uses)::
     ref = HFReference(model_dir)
     ref.generate(prompts: list[list[int]], ttcs: list[dict | None], max_tokens: int,
                  vectors: dict[str, str] | None = None) -> list[tuple[list[int], list[float]]]
+    ref.cached(vectors=..., ttc_layers=...)  -> the same as a memoised run(prompts, ttcs, max_tokens)
     ref.beam_search(prompt, width, max_tokens, eos_token_id, length_penalty=1.0, early_stopping=False,
                     stop_token_ids=(), stop=()) -> list[(token_ids, cumulative_logprob, score)]
 
@@ -26,8 +27,9 @@ per beam per step, no KV cache, no engine code) with the rules stated in ``ttc_p
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
@@ -154,6 +156,22 @@ class HFReference:
     def generate(self, prompts: Sequence[Sequence[int]], ttcs: Sequence[Mapping[str, Any] | None], max_tokens: int,
                  vectors: Mapping[str, str] | None = None) -> list[Result]:
         return [self.generate_one(p, t, max_tokens, vectors) for p, t in zip(prompts, ttcs)]
+
+    def cached(self, **generate_kw: Any) -> Callable[[Sequence[Sequence[int]], Sequence[Any], int], list[Result]]:
+        """``generate`` with ``generate_kw`` (``vectors``, ``ttc_layers``) fixed, each (prompt,
+        ttc, max_tokens) computed once per suite: the suites' ``reference`` fixture."""
+        cache: dict[tuple, Result] = {}
+
+        def run(prompts, ttcs, max_tokens):
+            out = []
+            for p, t in zip(prompts, ttcs):
+                key = (tuple(p), json.dumps(t, sort_keys=True), max_tokens)
+                if key not in cache:
+                    cache[key] = self.generate_one(p, t, max_tokens, **generate_kw)
+                out.append(cache[key])
+            return out
+
+        return run
 
     @torch.no_grad()
     def beam_search(self, prompt: Sequence[int], width: int, max_tokens: int, eos_token_id: int | None,

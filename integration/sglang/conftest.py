@@ -22,8 +22,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -51,6 +49,7 @@ import ttc_sglang_engine as engine_helpers  # noqa: E402
 
 from integration.common import scenarios  # noqa: E402
 from integration.common.hf_reference import HFReference  # noqa: E402
+from integration.common.server import free_port, stop_server, wait_healthy  # noqa: E402
 from integration.common.tiny import tiny_model_dir  # noqa: E402
 
 CHILD_TIMEOUT = 420
@@ -75,7 +74,7 @@ def _prm() -> tuple[str, int]:
     """The tiny PRM with seeded weights (HF is its reference) and the port of its server."""
     from ttc_plugins.testing import build_tiny_qwen2_prm
 
-    return str(build_tiny_qwen2_prm(weights=True)), _free_port()
+    return str(build_tiny_qwen2_prm(weights=True)), free_port()
 
 
 def _engine_config() -> str:
@@ -107,21 +106,7 @@ class _Child:
 
     def stop(self) -> None:
         # the child's SGLang scheduler/detokenizer share its (new) process group
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=30)
-            except ProcessLookupError:
-                pass
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        stop_server(self.proc, group=True)
 
 
 def _start_no_plugin() -> None:
@@ -148,7 +133,7 @@ def _launch_server(name: str, port: int, args: dict) -> None:
 
 
 def _start_server() -> None:
-    _launch_server("server", _free_port(), engine_helpers.engine_kwargs(_tiny(), enable_custom_logit_processor=True))
+    _launch_server("server", free_port(), engine_helpers.engine_kwargs(_tiny(), enable_custom_logit_processor=True))
 
 
 def _start_prm_server() -> None:
@@ -199,18 +184,7 @@ def hf(tiny_model) -> HFReference:
 
 @pytest.fixture(scope="session")
 def reference(hf, named_vector):
-    cache: dict = {}
-
-    def run(prompts, ttcs, max_tokens):
-        out = []
-        for p, t in zip(prompts, ttcs):
-            key = (tuple(p), json.dumps(t, sort_keys=True), max_tokens)
-            if key not in cache:
-                cache[key] = hf.generate_one(p, t, max_tokens, vectors={"honest": named_vector[0]})
-            out.append(cache[key])
-        return out
-
-    return run
+    return hf.cached(vectors={"honest": named_vector[0]})
 
 
 @pytest.fixture(scope="session")
@@ -243,23 +217,14 @@ def no_plugin_run(tiny_model) -> list:
 
 def _ready(name: str, start) -> str:
     """Wait until the child server ``name`` (started by ``start`` if not yet) is healthy; its URL."""
-    import requests
-
     if name not in _CHILDREN:
         start()
     child = _CHILDREN[name]
-    while True:
-        if child.proc.poll() is not None:
-            raise RuntimeError(f"sglang server exited with {child.proc.returncode}:\n{child.tail()}")
-        try:
-            if requests.get(f"{child.url}/health", timeout=2).status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        if time.time() - child.started > CHILD_TIMEOUT:
-            child.stop()
-            raise RuntimeError(f"sglang server not ready in {CHILD_TIMEOUT}s:\n{child.tail()}")
-        time.sleep(1.0)
+    try:
+        wait_healthy(child.proc, child.url, child.log_path, CHILD_TIMEOUT, since=child.started)
+    except BaseException:
+        child.stop()
+        raise
     return child.url
 
 

@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -40,6 +38,7 @@ import ttc_vllm_engine as engine  # noqa: E402
 
 from integration.common import scenarios  # noqa: E402
 from integration.common.hf_reference import HFReference  # noqa: E402
+from integration.common.server import free_port, start_openai_server, stop_server  # noqa: E402
 from integration.common.tiny import tiny_model_dir  # noqa: E402
 
 CHILD_TIMEOUT = 420
@@ -81,19 +80,7 @@ def hf(tiny_model) -> HFReference:
 
 @pytest.fixture(scope="session")
 def reference(hf, named_vector, ttc_adapter):
-    cache: dict = {}
-
-    def run(prompts, ttcs, max_tokens):
-        out = []
-        for p, t in zip(prompts, ttcs):
-            key = (tuple(p), json.dumps(t, sort_keys=True), max_tokens)
-            if key not in cache:
-                cache[key] = hf.generate_one(p, t, max_tokens, vectors={"honest": named_vector[0]},
-                                             ttc_layers={ttc_adapter[0]: ttc_adapter[1]})
-            out.append(cache[key])
-        return out
-
-    return run
+    return hf.cached(vectors={"honest": named_vector[0]}, ttc_layers={ttc_adapter[0]: ttc_adapter[1]})
 
 
 @pytest.fixture(scope="session")
@@ -156,47 +143,14 @@ def compiled_run(tiny_model, tmp_path_factory):
     return run_child(spec, tmp_path_factory.mktemp("compiled"), {})
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def server(tiny_model, tmp_path_factory):
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path_factory.mktemp("server") / "server.log"
-    cmd = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", tiny_model,
-        "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--enforce-eager",
-        "--max-model-len", "1024", "--kv-cache-memory-bytes", str(engine.KV_CACHE_BYTES),
-        "--additional-config", json.dumps({"ttc": {}}), "--scheduler-cls", engine.BEAM_SCHEDULER,
-    ]
-    if not engine.logits_processor_entry_point_installed():
-        cmd += ["--logits-processors", engine.LOGITS_PROCESSOR]
+    cmd = engine.server_cmd(tiny_model, port, "--additional-config", json.dumps({"ttc": {}}),
+                            "--scheduler-cls", engine.BEAM_SCHEDULER)
     env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "1"}
-    log = open(log_path, "w")
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT))
-    import requests
-
     base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + CHILD_TIMEOUT
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited ({proc.returncode}):\n{log_path.read_text()[-6000:]}")
-        try:
-            if requests.get(f"{base}/health", timeout=2).status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        time.sleep(1)
-    else:
-        proc.terminate()
-        raise AssertionError(f"server not healthy in time:\n{log_path.read_text()[-6000:]}")
+    proc = start_openai_server(cmd, log_path, base, CHILD_TIMEOUT, env=env, cwd=ROOT)
     yield {"base_url": base, "log": log_path, "proc": proc}
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    stop_server(proc)

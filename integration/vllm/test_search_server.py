@@ -11,10 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -29,6 +25,7 @@ openai = pytest.importorskip("openai")
 import ttc_vllm_engine as engine  # noqa: E402
 
 from integration.common.concurrent import run_at_once  # noqa: E402
+from integration.common.server import free_port, start_openai_server, stop_server  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 420
@@ -39,12 +36,6 @@ PROMPT = "Problem: 3 + 4 = ?\nSolution:\n" + (
     "            node = node.right\n    return node\n") * 3
 SEARCH = {"strategy": "beam", "width": 2, "expand": 2, "max_steps": 3, "max_step_tokens": 6,
           "max_total_tokens": 18, "step_delimiter": "\n", "seed": 7}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -60,48 +51,20 @@ def search_server(tiny_model, named_vector, ttc_adapter, prm_dir, tmp_path_facto
     """The OpenAI server, module form, chunked prefill off (seeded search), plugin on, with the
     same engine settings and ``additional_config.ttc`` as ``eager_llm``, plus the tiny PRM as the
     reward model ``prm`` (a second engine the server starts on the first search scored by it)."""
-    import requests
-
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path_factory.mktemp("search_server") / "server.log"
     ttc = {"vectors": {"honest": named_vector[0]}, "ttc_layers": {str(ttc_adapter[0]): ttc_adapter[1]},
            "reward_models": {"prm": {"model": prm_dir, "dtype": "float32", "max_model_len": 1024,
                                      "kv_cache_memory_bytes": 64 * 2**20}}}
-    cmd = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", tiny_model,
-        "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--enforce-eager", "--seed", "0",
-        "--max-model-len", "1024", "--kv-cache-memory-bytes", str(engine.KV_CACHE_BYTES),
-        "--max-num-seqs", "32", "--no-enable-chunked-prefill", "--max-num-batched-tokens", "1024",
-        "--additional-config", json.dumps({"ttc": ttc}),
-        "--scheduler-cls", engine.BEAM_SCHEDULER,  # in-server searches fork in place between rounds
-    ]
-    if not engine.logits_processor_entry_point_installed():
-        cmd += ["--logits-processors", engine.LOGITS_PROCESSOR]
+    cmd = engine.server_cmd(tiny_model, port, "--seed", "0", "--max-num-seqs", "32", "--no-enable-chunked-prefill",
+                            "--max-num-batched-tokens", "1024", "--additional-config", json.dumps({"ttc": ttc}),
+                            # in-server searches fork in place between rounds
+                            "--scheduler-cls", engine.BEAM_SCHEDULER)
     env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "1"}
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT))
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.time() + START_TIMEOUT
-            while True:
-                if proc.poll() is not None:
-                    raise AssertionError(f"server exited ({proc.returncode}):\n{log_path.read_text()[-6000:]}")
-                try:
-                    if requests.get(f"{base}/health", timeout=2).status_code == 200:
-                        break
-                except requests.RequestException:
-                    pass
-                if time.time() > deadline:
-                    raise AssertionError(f"server not healthy in time:\n{log_path.read_text()[-6000:]}")
-                time.sleep(1)
-            yield {"base_url": base, "log": log_path, "model": tiny_model}
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    base = f"http://127.0.0.1:{port}"
+    proc = start_openai_server(cmd, log_path, base, START_TIMEOUT, env=env, cwd=ROOT)
+    yield {"base_url": base, "log": log_path, "model": tiny_model}
+    stop_server(proc)
 
 
 @pytest.fixture(scope="module")

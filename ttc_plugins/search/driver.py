@@ -83,15 +83,8 @@ def run_search(
     try:
         call = next(rounds)
         while True:
-            kind, arg = call
-            if kind == "extend":
-                value = engine_ops.extend(arg)
-            elif kind == "score":
-                scorer, batch = arg
-                value = scorer.score(batch, engine_ops)
-            else:
-                value = engine_ops.embed(arg)
-            call = rounds.send(value)
+            fn, args = _dispatch(engine_ops, *call, asynchronous=False)
+            call = rounds.send(fn(*args))
     except StopIteration as done:
         return done.value
 
@@ -117,19 +110,26 @@ async def arun_search(
     try:
         call = next(rounds)
         while True:
-            kind, arg = call
-            if kind == "extend":
-                value = await engine_ops.aextend(arg)
-            elif kind == "score":
-                scorer, batch = arg
-                ascore = getattr(engine_ops, "ascore", None)
-                value = await (ascore(scorer, batch) if ascore is not None
-                               else asyncio.to_thread(scorer.score, batch, engine_ops))
-            else:
-                value = await engine_ops.aembed(arg)
-            call = rounds.send(value)
+            fn, args = _dispatch(engine_ops, *call, asynchronous=True)
+            call = rounds.send(await fn(*args))
     except StopIteration as done:
         return done.value
+
+
+def _dispatch(engine_ops, kind: str, arg: Any, *, asynchronous: bool) -> tuple[Any, tuple]:
+    """The function (a coroutine function when ``asynchronous``) and arguments that make one
+    engine call of :func:`_rounds`. Looked up per call: an engine need not have the methods a
+    search never uses (``embed``, ``ascore``)."""
+    if kind == "score":
+        scorer, batch = arg
+        if not asynchronous:
+            return scorer.score, (batch, engine_ops)
+        ascore = getattr(engine_ops, "ascore", None)
+        if ascore is not None:
+            return ascore, (scorer, batch)
+        return asyncio.to_thread, (scorer.score, batch, engine_ops)
+    name = "extend" if kind == "extend" else "embed"
+    return getattr(engine_ops, "a" + name if asynchronous else name), (arg,)
 
 
 def _rounds(engine_ops, prompts, params, pm):
@@ -188,11 +188,7 @@ def _rounds(engine_ops, prompts, params, pm):
             out = yield ("extend", reqs)
             if len(out) != len(reqs):
                 raise RuntimeError(f"engine extend returned {len(out)} results for {len(reqs)} requests")
-            i = 0
-            for s in extends:
-                n = len(s["op"].requests)
-                results[id(s)] = out[i : i + n]
-                i += n
+            _hand_out(results, extends, out, lambda op: op.requests)
         scores = [s for s in pending if isinstance(s["op"], ScoreOp)]
         groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for s in scores:
@@ -204,20 +200,12 @@ def _rounds(engine_ops, prompts, params, pm):
             batch = [ScoreItem(prompt=s["state"].prompt, branch=b, reference=s["state"].reference)
                      for s in group for b in s["op"].branches]
             out = yield ("score", (scorer, batch))
-            i = 0
-            for s in group:
-                n = len(s["op"].branches)
-                results[id(s)] = out[i : i + n]
-                i += n
+            _hand_out(results, group, out, lambda op: op.branches)
         embeds = [s for s in pending if isinstance(s["op"], EmbedOp)]
         if embeds:
             texts = [t for s in embeds for t in s["op"].texts]
             out = yield ("embed", texts)
-            i = 0
-            for s in embeds:
-                n = len(s["op"].texts)
-                results[id(s)] = out[i : i + n]
-                i += n
+            _hand_out(results, embeds, out, lambda op: op.texts)
         for s in pending:
             if id(s) not in results:
                 raise TypeError(f"strategy {s['strategy'].name!r} yielded {s['op']!r}, not an engine operation")
@@ -241,6 +229,16 @@ def _rounds(engine_ops, prompts, params, pm):
         pm.hook.ttc_request_finished(ctx=state.ctx, report=report)
         out_results.append(result)
     return out_results
+
+
+def _hand_out(results: dict[int, Any], searches: list[dict[str, Any]], out: Sequence[Any], items) -> None:
+    """Give each search its slice of a batched call's ``out``: as many results, in order, as
+    ``items(op)`` of its pending op holds."""
+    i = 0
+    for s in searches:
+        n = len(items(s["op"]))
+        results[id(s)] = out[i : i + n]
+        i += n
 
 
 def _build_result(strategy: SearchStrategy, state: SearchState, sel: Selection, wall: float) -> SearchResult:

@@ -80,6 +80,15 @@ class VerifyRequest:
     no: str | None = "No"
 
 
+def yes_probability(p_yes: float, p_no: float | None) -> float:
+    """A :class:`VerifyRequest`'s answer from the next-token probabilities of its ``yes`` and
+    ``no`` tokens: ``p_yes``, or ``p_yes / (p_yes + p_no)`` when there is a ``no`` token (0.5 when
+    both underflowed to 0). Every engine's ``verify_prob`` ends here, so they agree."""
+    if p_no is None:
+        return p_yes
+    return p_yes / (p_yes + p_no) if p_yes + p_no > 0 else 0.5
+
+
 @runtime_checkable
 class EngineOps(Protocol):
     """The engine calls a search makes. Every method takes a batch."""

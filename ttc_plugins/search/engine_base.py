@@ -9,7 +9,7 @@ import math
 from typing import Any, Callable, Mapping, Sequence
 
 from ..types import KVStats, RequestContext, Step
-from .engine import ExtendRequest, VerifyRequest
+from .engine import ExtendRequest, VerifyRequest, yes_probability
 
 
 class EngineOpsBase:
@@ -135,9 +135,5 @@ class EngineOpsBase:
 
     @staticmethod
     def _yes_probability(logprob_yes: float, logprob_no: float | None) -> float:
-        """``P(yes)``, or ``P(yes) / (P(yes) + P(no))`` when a ``no`` token is given."""
-        p_yes = math.exp(logprob_yes)
-        if logprob_no is None:
-            return p_yes
-        p_no = math.exp(logprob_no)
-        return p_yes / (p_yes + p_no) if p_yes + p_no > 0 else 0.5
+        """:func:`~.engine.yes_probability` from log-probabilities."""
+        return yes_probability(math.exp(logprob_yes), None if logprob_no is None else math.exp(logprob_no))

@@ -26,6 +26,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ..search.engine import yes_probability
 from ..types import KVStats, RequestContext, Step
 
 __all__ = ["HashingEmbedder", "MemoryEngine", "SentenceEmbedder", "continuation_seed"]
@@ -193,12 +194,8 @@ class MemoryEngine:
         for req in requests:
             logits, _, _ = self._forward(self.encode(req.prompt), reuse_ok=True)
             probs = torch.softmax(logits[-1].float(), dim=-1)
-            p_yes = float(probs[self._first_token(req.yes)])
-            if req.no is None:
-                out.append(p_yes)
-            else:
-                p_no = float(probs[self._first_token(req.no)])
-                out.append(p_yes / (p_yes + p_no) if p_yes + p_no > 0 else 0.5)
+            p_no = None if req.no is None else float(probs[self._first_token(req.no)])
+            out.append(yes_probability(float(probs[self._first_token(req.yes)]), p_no))
         return out
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:

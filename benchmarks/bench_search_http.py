@@ -146,6 +146,9 @@ def main() -> None:
                     rows[mode].append((wall, texts, counters))
                     correct = sum(p.check(t) for p, t in zip(problems, texts))
                     print(f"repeat {r} {mode}: {wall:.1f} s, {correct}/{len(problems)} correct, {counters}", flush=True)
+        except Exception:
+            print(f"server log tail:\n{(Path(tmp) / 'server.log').read_text()[-6000:]}", file=sys.stderr)
+            raise
         finally:
             stop_server(proc, timeout=60)
 

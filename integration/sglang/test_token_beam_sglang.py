@@ -162,8 +162,8 @@ def test_no_kv_leaked_after_200_searches_and_an_abort(engine):
     (_sp({"width": 0}, 4), r"ttc\.beam\.width"),
     (_sp({"width": 17}, 4), r"ttc\.beam\.width"),
     (_sp({"width": 2, "early_stopping": "sometimes"}, 4), r"ttc\.beam\.early_stopping"),
-    (_sp({"width": 2}, 4, n=2), r"\bn\b"),
-    (_sp({"width": 2}, 4, stop=["x"]), r"\bstop\b"),
+    (_sp({"width": 2}, 4, n=2), r"\bn: ttc\.beam answers"),
+    (_sp({"width": 2}, 4, stop=["x"]), r"stop: ttc\.beam on SGLang stops on tokens only"),
 ], ids=["width0", "above-limit", "early-stopping", "n2", "stop-strings"])
 def test_bad_beam_settings_raise_naming_the_field_and_the_engine_keeps_serving(engine, sp, field):
     with pytest.raises(ValueError, match=field):

@@ -4,6 +4,10 @@
   resolves the control, rewrites the canonical JSON and sets the radix ``cache_salt``
   (:mod:`.requests`). Errors are ``ValueError`` subclasses naming the field: SGLang answers HTTP 400
   and ``Engine.generate`` raises, and the scheduler never sees the request.
+- a ``ttc.beam`` request is checked (``requests.check_beam``: width limit, ``n``, stop strings,
+  ``return_logprob``) and sent as a SGLang beam request (``SamplingParams.beam_width``) whose steps
+  the scheduler hands to TokenBeam (:mod:`.token_beam`); its report arrives in ``meta_info`` and
+  becomes ``meta_info["ttc"]["beam"]`` (every beam with its text, the KV accounting).
 - :func:`check_custom_logit_processor` refuses pickled ``custom_logit_processor`` payloads.
 - :func:`on_output` sees each output dict of an opted-in request; when it finishes it calls
   ``ttc_kv_report`` and ``ttc_request_finished`` and adds ``meta_info["ttc"]``.

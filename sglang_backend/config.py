@@ -16,6 +16,9 @@ The value is a JSON object, or ``@/path/to/config.json``. Keys:
     default false: the backend refuses every request that carries a ``custom_logit_processor``
     (SGLang unpickles those bytes in the scheduler: remote code execution), even when the server
     was started with ``--enable-custom-logit-processor``. Set true only on a trusted endpoint;
+``max_beam_width``
+    the widest ``ttc.beam`` a request may ask for (default 16; each beam is one row of SGLang's
+    request pool, so ``--max-running-requests`` bounds it too);
 ``reward_models``
     process reward models for the ``prm`` scorer, by name: ``{"prm": {"url": "http://host:port",
     "model": "/path/prm"}}`` (a second SGLang server started with ``--is-embedding``).
@@ -54,6 +57,7 @@ class EngineConfig(EngineConfigBase):
     """Validated ``TTC_SGLANG_CONFIG`` (``vectors`` and ``controls`` come from the base)."""
 
     allow_custom_logit_processor: bool = False
+    max_beam_width: int = Field(16, ge=1, le=1024)
     reward_models: dict[str, RewardModelServer] = Field(default_factory=dict)
 
 

@@ -4,6 +4,10 @@
   resolves the control, rewrites the canonical JSON and sets the radix ``cache_salt``
   (:mod:`.requests`). Errors are ``ValueError`` subclasses naming the field: SGLang answers HTTP 400
   and ``Engine.generate`` raises, and the scheduler never sees the request.
+- a ``ttc.beam`` request is checked (``requests.check_beam``: width limit, ``n``, stop strings,
+  ``return_logprob``) and sent as a SGLang beam request (``SamplingParams.beam_width``) whose steps
+  the scheduler hands to TokenBeam (:mod:`.token_beam`); its report arrives in ``meta_info`` and
+  becomes ``meta_info["ttc"]["beam"]`` (every beam with its text, the KV accounting).
 - :func:`check_custom_logit_processor` refuses pickled ``custom_logit_processor`` payloads.
 - :func:`on_output` sees each output dict of an opted-in request; when it finishes it calls
   ``ttc_kv_report`` and ``ttc_request_finished`` and adds ``meta_info["ttc"]``.
@@ -11,15 +15,18 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 from typing import Any, Mapping
 
 from ttc_plugins.errors import TTCError, TTCParamError
-from ttc_plugins.types import RequestContext, RequestReport
+from ttc_plugins.types import KVStats, RequestContext, RequestReport
 
 from .config import EngineConfig
-from .requests import ModelInfo, finish_reason_name, kv_stats, prepare_request, strip_resolved
+from .requests import ModelInfo, check_beam, finish_reason_name, kv_stats, prepare_request, strip_resolved
+
+BEAM_REPORT_KEY = "ttc_beam"  # token_beam.REPORT_KEY (not imported: it is the scheduler's module)
 
 log = logging.getLogger("ttc_plugins.sglang_backend")
 
@@ -92,6 +99,11 @@ class FrontendState:
             reason = controls_unavailable(tokenizer_manager, self.config)
             if reason:
                 raise TTCParamError("ttc.control", reason)
+        beam = prepared.ctx.params.beam
+        if beam is not None:  # run as a SGLang beam group whose steps TokenBeam decides
+            sp.beam_width = check_beam(beam.width, self.config.max_beam_width, getattr(sp, "n", 1),
+                                       getattr(sp, "stop_strs", None), bool(getattr(tokenized, "return_logprob", False)),
+                                       getattr(sp, "beam_width", None))
         sp.custom_params = prepared.custom_params
         tokenized.cache_salt = prepared.cache_salt
         with self._lock:
@@ -121,7 +133,14 @@ class FrontendState:
         prompt_len = int(meta.get("prompt_tokens", len(ctx.prompt_token_ids)))
         output_len = int(meta.get("completion_tokens", len(output_ids)))
         page_size = getattr(getattr(tokenizer_manager, "server_args", None), "page_size", None) or 1
-        stats = kv_stats(prompt_len, int(meta.get("cached_tokens") or 0), output_len, page_size)
+        beam = beam_report_of(meta) if ctx.params is not None and ctx.params.beam is not None else None
+        if beam is not None:
+            kv = beam["kv"]
+            reused = kv["prompt_tokens_cached"] + kv["tokens_shared_by_fork"]
+            stats = KVStats(tokens_computed=kv["tokens_computed"], tokens_reused=reused,
+                            blocks_held=kv["peak_blocks"], peak_blocks=kv["peak_blocks"])
+        else:
+            stats = kv_stats(prompt_len, int(meta.get("cached_tokens") or 0), output_len, page_size)
         self.pm.hook.ttc_kv_report(ctx=ctx, stats=stats)
         report = RequestReport(
             request_id=rid, finish_reason=finish_reason_name(meta.get("finish_reason")), output_token_ids=output_ids, kv=stats
@@ -137,3 +156,28 @@ class FrontendState:
             },
             **report.extra,
         }
+        if beam is not None:
+            meta["ttc"]["beam"] = beam
+            sink = BEAM_SINK.get()
+            if sink is not None:
+                sink[rid] = beam
+
+
+#: set by the OpenAI beam handler (``serving.handle_beam``) around the original handler: the
+#: finished ``ttc.beam`` reports of the requests served in that context, by request id
+BEAM_SINK: "contextvars.ContextVar[dict | None]" = contextvars.ContextVar("ttc_beam_sink", default=None)
+
+
+def beam_report_of(meta: dict) -> dict | None:
+    """The ``ttc.beam`` report the scheduler sent (request-level ``customized_info``), with each
+    beam's text from SGLang's ``beam_results`` (same order: best score first)."""
+    raw = meta.pop(BEAM_REPORT_KEY, None)
+    results = meta.get("beam_results") or []
+    for r in results:
+        (r.get("meta_info") or {}).pop(BEAM_REPORT_KEY, None)
+    if not raw:
+        return None
+    report = raw[-1] if isinstance(raw, list) else raw
+    for i, b in enumerate(report["beams"]):
+        b["text"] = results[i].get("text") if i < len(results) else None
+    return report

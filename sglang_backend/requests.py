@@ -138,6 +138,34 @@ def context_from_custom_params(
     )
 
 
+def check_beam(width: int, max_width: int, n: int | None, stop_strs: Any, return_logprob: bool,
+               beam_width: int | None) -> int:
+    """Frontend checks of a ``ttc.beam`` request; the SGLang ``beam_width`` to send it with
+    (SGLang runs width 1 as no beam at all, so a width-1 search rides a 2-row group).
+
+    :raises TTCParamError: naming the field.
+    """
+    if width > max_width:
+        raise TTCParamError("ttc.beam.width", f"{width} is above this server's limit of {max_width} "
+                                              "(TTC_SGLANG_CONFIG max_beam_width)")
+    if n is not None and n > 1:
+        raise TTCParamError("n", "ttc.beam answers with every beam in one result; n must be 1")
+    if stop_strs:
+        raise TTCParamError("stop", "ttc.beam on SGLang stops on tokens only (EOS, stop_token_ids); "
+                                    "SGLang's beam rows cannot match stop strings")
+    if return_logprob:
+        raise TTCParamError("return_logprob", "ttc.beam reports each beam's cumulative_logprob; "
+                                              "per-token logprobs are not returned")
+    if beam_width is not None and beam_width > 1:
+        raise TTCParamError("beam_width", "use either SGLang's own beam_width or ttc.beam, not both")
+    return max(width, 2)
+
+
+def beam_report(beams: list[dict[str, Any]], kv: dict[str, Any], wall_time_s: float) -> dict[str, Any]:
+    """A ``ttc.beam`` report: the vLLM backend's shape (``beams``, ``kv``, ``wall_time_s``)."""
+    return {"beams": beams, "kv": kv, "wall_time_s": wall_time_s}
+
+
 def kv_stats(prompt_len: int, cached_tokens: int, output_len: int, page_size: int | None) -> KVStats:
     """Accounting of one finished request from SGLang's ``meta_info``: prompt tokens matched in
     the radix cache (``cached_tokens``) are reused; every other prompt token and every generated

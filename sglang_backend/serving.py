@@ -30,7 +30,66 @@ from ttc_plugins.search import serving as served
 
 log = logging.getLogger("ttc_plugins.sglang_backend")
 
-__all__ = ["handle_search", "search_params_of"]
+__all__ = ["beam_params_of", "handle_beam", "handle_search", "search_params_of"]
+
+
+def beam_params_of(request: Any) -> TTCParams | None:
+    """The validated ``custom_params.ttc`` of an OpenAI request when it asks for a token beam search
+    (``ttc.beam``), else None.
+
+    :raises TTCParamError: the section is invalid (naming the field, e.g. ``ttc.beam.width``).
+    """
+    from ttc_plugins.manager import get_plugin_manager
+
+    custom = getattr(request, "custom_params", None)
+    if not isinstance(custom, dict) or not isinstance(custom.get("ttc"), dict) or custom["ttc"].get("beam") is None:
+        return None
+    return get_plugin_manager().parse_params(custom["ttc"])
+
+
+def _beam_refusal(request: Any, params: TTCParams) -> tuple[str, str] | None:
+    """Request features a ``ttc.beam`` answer cannot honour: (field, message)."""
+    from . import _state
+    from .requests import check_beam
+
+    if getattr(request, "stream", False):
+        return "stream", "ttc.beam answers once, when the search ends; stream must be false"
+    if getattr(request, "echo", False):
+        return "echo", "not supported with ttc.beam"
+    if getattr(request, "logprobs", None) not in (None, False, 0):
+        return "logprobs", "ttc.beam reports each beam's cumulative_logprob; per-token logprobs are not returned"
+    assert params.beam is not None
+    try:
+        check_beam(params.beam.width, _state.config().max_beam_width, getattr(request, "n", 1),
+                   getattr(request, "stop", None), False, None)
+    except TTCParamError as exc:
+        return exc.field, exc.message
+    return None
+
+
+async def handle_beam(serving: Any, request: Any, raw_request: Any, params: TTCParams, original_fn: Any) -> Any:
+    """Serve a ``ttc.beam`` completion / chat completion through SGLang's own handler (its chat
+    template, stop handling, usage); the answer is the best beam, plus every beam and the KV
+    accounting under ``"ttc": {"beam": ...}`` (the vLLM server's shape)."""
+    from fastapi.responses import ORJSONResponse
+    from pydantic import BaseModel
+
+    from .frontend import BEAM_SINK
+
+    refused = _beam_refusal(request, params)
+    if refused is not None:
+        return bad(serving, *refused)
+    sink: dict[str, Any] = {}
+    token = BEAM_SINK.set(sink)
+    try:
+        response = await original_fn(serving, request, raw_request)
+    finally:
+        BEAM_SINK.reset(token)
+    if not isinstance(response, BaseModel) or not hasattr(response, "choices") or len(sink) != 1:
+        return response  # an error response (SGLang's 400s included) goes back as it is
+    body = response.model_dump()
+    body["ttc"] = {"beam": next(iter(sink.values()))}
+    return ORJSONResponse(content=body)
 
 
 def search_params_of(request: Any) -> TTCParams | None:

@@ -8,6 +8,8 @@
   through SGLang's residual-stream boundary accessors.
 - :meth:`WorkerState.process_logits` runs ``ttc_process_logits`` on the step's logits before sampling.
 - :meth:`WorkerState.after_finish_check` runs ``ttc_accept_token``.
+- :meth:`WorkerState.on_beam_admitted` gives a ``ttc.beam`` request's SGLang beam group
+  TokenBeam's rules (:mod:`.token_beam`).
 
 Nothing here raises into SGLang's scheduler loop for a bad request (that would kill the engine):
 a request whose context cannot be rebuilt is aborted with a message instead.
@@ -73,6 +75,16 @@ class WorkerState:
             return
         setattr(req, CTX_ATTR, ctx)
         self.reqs[str(req.rid)] = req
+
+    def on_beam_admitted(self, coordinator: Any, req: Any, user_params: Any) -> None:
+        """SGLang admitted ``req`` as a beam request; a ``ttc.beam`` one gets TokenBeam's rules."""
+        ctx = getattr(req, CTX_ATTR, None)
+        beam = ctx.params.beam if ctx is not None and ctx.params is not None else None
+        if beam is None:
+            return
+        from . import token_beam
+
+        token_beam.attach(coordinator, req, user_params, beam)
 
     def ctx_of(self, rid: str) -> RequestContext | None:
         req = self.reqs.get(rid)

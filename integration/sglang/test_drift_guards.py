@@ -188,3 +188,115 @@ def test_frontend_serve_search_seam():
     src = inspect.getsource(Qwen2ForRewardModel.__init__)
     assert "self.score = nn.Sequential(" in src and "nn.Linear(config.hidden_size, self.num_labels)" in src
     assert "PoolingType.LAST" in src
+
+
+# ------------------------------------------------------------------------------------------------
+# ttc.beam on SGLang's beam fork primitive (sglang_backend/token_beam.py)
+# ------------------------------------------------------------------------------------------------
+
+
+def test_worker_beam_admit_seam():
+    """validate_and_init(req, recv_req) -> error or None, attaches ``req.beam_group`` and swaps the
+    leader's sampling params (the hook reads the user's before the call)."""
+    from sglang.srt.beam_search.coordinator import BeamCoordinator
+    from sglang.srt.managers import scheduler
+
+    assert _params(BeamCoordinator.validate_and_init) == ["self", "req", "recv_req"]
+    src = inspect.getsource(BeamCoordinator.validate_and_init)
+    assert "req.sampling_params = neutral" in src and "req.beam_group = group" in src
+    assert "group.prompt_len = prompt_len" in src and "max_new_tokens=max_new_tokens" in src
+    assert "self.beam_coordinator.validate_and_init(req, recv_req)" in inspect.getsource(scheduler)
+    assert _params(BeamCoordinator._collect_stop_token_ids) == ["req", "user_params"]  # staticmethod
+    # what token_beam.engine_kv reads
+    for field in ("token_to_kv_pool_allocator", "tree_cache", "req_to_token_pool"):
+        assert field in BeamCoordinator.__struct_fields__, field
+    from sglang.srt.mem_cache.allocator.base import BaseTokenToKVPoolAllocator
+    from sglang.srt.mem_cache.base_prefix_cache import BasePrefixCache
+
+    assert callable(BaseTokenToKVPoolAllocator.available_size)
+    assert callable(BasePrefixCache.evictable_size) and callable(BasePrefixCache.protected_size)
+
+
+def test_worker_beam_select_seam():
+    """_select_group(group, top_logprobs, top_tokens, tick) -> (next_tokens, parent_idx | None) is the
+    one selection call at prefill and decode; a None parent_idx skips the KV remap."""
+    from sglang.srt.beam_search.coordinator import BeamCoordinator
+
+    assert _params(BeamCoordinator._select_group) == ["self", "group", "top_logprobs", "top_tokens", "tick"]
+    prefill = inspect.getsource(BeamCoordinator.select_leader_prefill)
+    assert "self._select_group(group, top_logprobs, top_tokens, tick)" in prefill
+    assert "final = group.next_step_is_final()" in prefill and "self._spawn_member_rows(group, req)" in prefill
+    decode = inspect.getsource(BeamCoordinator.select_and_relay_decode)
+    assert "self._select_group(" in decode and "self._apply_survivors(group, next_tokens, parent_idx" in decode
+    assert "group.num_candidates" in prefill and "group.num_candidates" in decode
+    survivors = inspect.getsource(BeamCoordinator._apply_survivors)
+    assert "if parent_idx is not None:" in survivors and "remap_kv_mapping(" in survivors
+    assert "seq_len=group.leader.kv.kv_committed_len" in survivors
+    # the group's lifecycle token_beam's TTCBeamGroup overrides / reads
+    from sglang.srt.beam_search.beam_group import BeamGroup, BeamGroupState, BeamResult
+
+    assert _params(BeamGroup.commit_pending) == ["self", "up_to_tick"]
+    assert _params(BeamGroup.finalize) == ["self"]
+    assert set(BeamResult.__struct_fields__) == {"tokens", "cum_logprob", "beam_score", "matched_token"}
+    assert hasattr(BeamGroupState, "FINISHED") and hasattr(BeamGroupState, "DECODING")
+    init = inspect.getsource(BeamGroup.__init__)
+    for attr in ("self.beam_width", "self.num_return", "self.num_generated", "self.num_committed",
+                 "self._pending_steps", "self.state", "self.all_rows", "self.slots_freed", "self.max_new_tokens"):
+        assert attr in init, attr
+    assert "group.commit_pending(" in inspect.getsource(BeamCoordinator.commit_decode)
+    assert "group.commit_pending(" in inspect.getsource(BeamCoordinator.commit_prefill)
+    finish = inspect.getsource(BeamCoordinator._finish_group)
+    assert "group.finalize()" in finish and "top.matched_token" in finish
+    from sglang.srt.beam_search.output import pack_beam_search_output
+
+    assert "group.num_return" in inspect.getsource(pack_beam_search_output)
+    from sglang.srt.managers.schedule_batch import Req
+
+    src = inspect.getsource(Req.__init__)
+    assert "self.cached_tokens" in src and "self.customized_info" in src
+
+
+def test_sglang_beam_rules_still_differ_from_hf():
+    """Why ttc.beam replaces SGLang's selection instead of mapping onto ``beam_width``: no
+    early_stopping / length_penalty per request, and a stop candidate ranked at or below width can
+    still finish. If this fails, upstream may have adopted HF's rules: re-check whether ttc.beam can
+    become a thin translation onto ``beam_width`` (see sglang_backend/token_beam.py)."""
+    from sglang.srt.beam_search.beam_group import BeamGroup
+    from sglang.srt.beam_search.joint_select import joint_select
+    from sglang.srt.sampling.sampling_params import SamplingParams
+
+    assert "early_stopping" not in _params(BeamGroup.__init__)
+    assert "length_penalty" not in SamplingParams.__struct_fields__
+    assert "early_stopping" not in SamplingParams.__struct_fields__
+    assert "examined = (non_stop_rank - non_stop.long()) < k" in inspect.getsource(joint_select)
+
+
+def test_worker_beam_report_seam():
+    """Request-level customized_info: sent once, whole, when the request finished."""
+    from sglang.srt.managers.scheduler_components import output_streamer
+    from sglang.srt.managers.scheduler_components.output_streamer import SchedulerOutputStreamer
+
+    assert _params(SchedulerOutputStreamer.is_request_level_customized_info_key) == ["self", "key"]
+    src = inspect.getsource(output_streamer)
+    assert "is_request_level_customized_info_key=(\n                self.is_request_level_customized_info_key" in src
+    assert "if req.customized_info is not None:" in src and "elif not req.finished():" in src
+    from sglang.srt.managers.io_struct import BatchStrOutput, BatchTokenIDOutput
+
+    assert "customized_info" in BatchTokenIDOutput.__struct_fields__
+    assert "customized_info" in BatchStrOutput.__struct_fields__
+
+
+def test_frontend_beam_fields():
+    """What the frontend sets / reads for a ttc.beam request: SamplingParams.beam_width, the flattened
+    beam output (best beam on top, every beam in meta_info["beam_results"] with its text), the meta_info
+    copy that carries customized_info keys."""
+    from sglang.srt.beam_search.output import _build_beam_search_out_dict, build_beam_search_out
+    from sglang.srt.managers.tokenizer_manager import TokenizerManager
+    from sglang.srt.sampling.sampling_params import SamplingParams
+
+    assert {"beam_width", "n", "stop_token_ids", "ignore_eos", "stop_strs", "custom_params"} <= set(
+        SamplingParams.__struct_fields__)
+    assert 'converted["meta_info"]["beam_results"] = beam_results' in inspect.getsource(build_beam_search_out)
+    assert "beam_meta_info = meta_info.copy()" in inspect.getsource(_build_beam_search_out_dict)
+    src = inspect.getsource(TokenizerManager._stream_one_response)
+    assert "out = build_beam_search_out(out)" in src

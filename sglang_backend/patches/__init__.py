@@ -25,6 +25,9 @@ PATCH_MODULES: tuple[str, ...] = (
     "worker_forward_controls",
     "worker_sampler_logits",
     "worker_sampler_raw_logprobs",
+    "worker_beam_admit",
+    "worker_beam_select",
+    "worker_beam_report",
 )
 
 

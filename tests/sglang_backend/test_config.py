@@ -49,7 +49,7 @@ def test_errors_name_the_key(raw, key):
 
 
 def test_unknown_key_lists_allowed_keys():
-    with pytest.raises(TTCConfigError, match="allowed: allow_custom_logit_processor, controls, reward_models, vectors"):
+    with pytest.raises(TTCConfigError, match="allowed: allow_custom_logit_processor, controls, max_beam_width, reward_models, vectors"):
         parse_engine_config('{"vectorz": {}}')
 
 

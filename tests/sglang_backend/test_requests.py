@@ -6,6 +6,7 @@ import json
 
 import pytest
 from ttc_plugins.sglang_backend.requests import (
+    check_beam,
     RESOLVED_KEY,
     SALT_PREFIX,
     ModelInfo,
@@ -111,3 +112,22 @@ def test_kv_stats_and_finish_reason():
     assert kv_stats(10, 50, 0, 4) == KVStats(tokens_computed=0, tokens_reused=10, blocks_held=3, peak_blocks=3)
     assert finish_reason_name({"type": "length", "length": 3}) == "length"
     assert finish_reason_name(None) is None and finish_reason_name("stop") == "stop"
+
+
+@pytest.mark.parametrize("kw, field", [
+    ({"width": 17}, "ttc.beam.width"),
+    ({"n": 2}, "n"),
+    ({"stop_strs": ["\n"]}, "stop"),
+    ({"return_logprob": True}, "return_logprob"),
+    ({"beam_width": 4}, "beam_width"),
+])
+def test_check_beam_names_the_field(kw, field):
+    args = {"width": 2, "max_width": 16, "n": 1, "stop_strs": None, "return_logprob": False, "beam_width": None, **kw}
+    with pytest.raises(TTCParamError) as exc:
+        check_beam(**args)
+    assert exc.value.field == field
+
+
+def test_check_beam_sends_at_least_two_rows():
+    assert check_beam(1, 16, 1, None, False, None) == 2  # SGLang has no 1-wide beam group
+    assert check_beam(5, 16, None, [], False, 1) == 5

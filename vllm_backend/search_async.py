@@ -35,7 +35,7 @@ from typing import Any
 
 from ttc_plugins.search.engine_async import ThreadedAsyncOps
 
-from .search_ops import KV_USAGE_METRIC, VLLMEngineOps
+from .search_ops import KV_USAGE_METRIC, VLLMEngineOps, final_only
 
 __all__ = ["CHUNKED_PREFILL_MESSAGE", "AsyncVLLMEngineOps"]
 
@@ -94,7 +94,7 @@ class AsyncVLLMEngineOps(ThreadedAsyncOps, VLLMEngineOps):
 
         async def one(p: Sequence[int], sp: Any) -> Any:
             final = None
-            async for out in self.client.generate(TokensPrompt(prompt_token_ids=list(p)), sp,
+            async for out in self.client.generate(TokensPrompt(prompt_token_ids=list(p)), final_only(sp),
                                                   f"ttc-search-{next(_ids)}"):
                 final = out
                 self.engine_steps += 1

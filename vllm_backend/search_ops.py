@@ -70,6 +70,20 @@ def llm_kwargs(model: str, *, max_model_len: int = 2048, kv_cache_memory_bytes: 
     return kw
 
 
+def final_only(sp: Any) -> Any:
+    """The engine returns one output per request, when it finishes: the search reads nothing
+    earlier, and vLLM's default (cumulative outputs after every step) rebuilds each request's
+    growing token and logprob lists once per token (what vLLM's own ``LLM.generate`` and its
+    non-streaming server requests avoid the same way)."""
+    from vllm.sampling_params import RequestOutputKind
+
+    if sp.output_kind == RequestOutputKind.FINAL_ONLY:
+        return sp
+    sp = sp.clone()
+    sp.output_kind = RequestOutputKind.FINAL_ONLY
+    return sp
+
+
 class VLLMEngineOps(EngineOpsBase):
     """EngineOps over an in-process ``vllm.LLM`` (see the module docstring).
 
@@ -203,6 +217,7 @@ class VLLMEngineOps(EngineOpsBase):
         if not prompts:
             return []
         eng = self.engine
+        params = [final_only(sp) for sp in params]
         if eng.has_unfinished_requests():
             raise RuntimeError("VLLMEngineOps: the engine has unfinished requests from elsewhere; "
                                "it must be used by one caller at a time")

@@ -50,6 +50,7 @@ def test_param_values_are_json_or_text():
     ("max_steps", "expected key=value"),
     ("=3", "expected key=value"),
     ("max-steps=3", "not a parameter name"),
+    ("ets.kv_weight=3", "not a parameter name"),  # strategy scopes are ttc bench's only
 ])
 def test_malformed_params_are_rejected(item, message):
     with pytest.raises(typer.BadParameter, match=message):

@@ -2,9 +2,11 @@
 strategies and widths on the bundled problem sets, on one in-process engine.
 
     ttc bench --problems arith,modular --n 10 --seed 0 --strategies beam,rebase,ets,best_of_n,self_consistency \\
-              --widths 2,4 [--param max_steps=6 ...] [--engine vllm|hf] [--model DIR] [--out bench-results]
+              --widths 2,4 [--param max_steps=6 --param ets.kv_weight=2 ...] [--engine vllm|hf] [--model DIR] \\
+              [--out bench-results]
 
-Every row is measured exactly as ``ttc run`` measures (:func:`~ttc_plugins.commands.run.solve`:
+A ``--param`` key ``strategy.key`` applies to that strategy's runs only (so ETS weights can be
+swept against a REBASE baseline in one run). Every row is measured exactly as ``ttc run`` measures (:func:`~ttc_plugins.commands.run.solve`:
 one concurrent batch of searches through :func:`~ttc_plugins.search.run_search` on a fresh
 EngineOps of the one loaded engine): greedy once per problem set, then every strategy x width.
 Writes ``<out>/bench.md`` (header + table), ``<out>/bench.csv``, ``<out>/bench.json`` and three
@@ -59,7 +61,7 @@ PLOTS: dict[str, tuple[str, str]] = {
     "accuracy_vs_peak_kv.png": ("peak_kv_blocks", "peak KV blocks (engine)"),
 }
 COLUMNS = ("set", "method", "width", "accuracy", "tokens generated", "reused / computed", "model calls",
-           "peak KV blocks", "peak KV tokens", "retained nodes", "wall time (s)")
+           "peak KV blocks", "peak KV tokens", "mean peak KV tokens", "retained nodes", "wall time (s)")
 
 
 # -- arguments ----------------------------------------------------------------------------------
@@ -110,11 +112,17 @@ def bench_plan(sets: Sequence[str], strategies: Sequence[str], widths: Sequence[
         if s not in known:
             raise typer.BadParameter(f"unknown strategy {s!r}; registered: {', '.join(sorted(known))}",
                                      param_hint="--strategies")
+    for key in params:
+        if "." in key and key.split(".", 1)[0] not in strategies:
+            raise typer.BadParameter(f"{key!r}: {key.split('.', 1)[0]!r} is not one of --strategies",
+                                     param_hint="--param")
     configs: list[tuple[str, int, dict[str, Any]]] = []
     for s in strategies:
+        own = {k: v for k, v in params.items() if "." not in k}
+        own.update({k.split(".", 1)[1]: v for k, v in params.items() if k.startswith(f"{s}.")})
         for w in widths:
             try:
-                configs.append((s, w, search_config(s, w, None, seed, params, pm=pm)))
+                configs.append((s, w, search_config(s, w, None, seed, own, pm=pm)))
             except TTCParamError as exc:
                 hint = "--widths" if exc.field == "ttc.search.width" else "--param"
                 raise typer.BadParameter(f"{s} width {w}: {exc}", param_hint=hint) from None
@@ -138,6 +146,7 @@ class BenchRow:
     report: MethodReport
     retained_nodes_peak: int
     retained_nodes_sum: int
+    peak_kv_tokens_mean: float = 0.0
 
     @classmethod
     def measure(cls, run: PlannedRun, problems: Sequence[Any], results: Sequence[Any], wall_s: float,
@@ -146,12 +155,14 @@ class BenchRow:
         c = [r.counters for r in results]
         return cls(run.problem_set, run.strategy, run.width, rep,
                    retained_nodes_peak=max((x.retained_nodes_peak for x in c), default=0),
-                   retained_nodes_sum=sum(x.retained_nodes_sum for x in c))
+                   retained_nodes_sum=sum(x.retained_nodes_sum for x in c),
+                   peak_kv_tokens_mean=round(sum(x.peak_kv_tokens for x in c) / len(c), 1) if c else 0.0)
 
     def to_json(self) -> dict[str, Any]:
         d = self.report.to_json()
         d.pop("method")
         return {"set": self.problem_set, "method": self.strategy, "width": self.width, **d,
+                "peak_kv_tokens_mean": self.peak_kv_tokens_mean,
                 "retained_nodes_peak": self.retained_nodes_peak, "retained_nodes_sum": self.retained_nodes_sum}
 
     def cells(self) -> list[str]:
@@ -159,7 +170,8 @@ class BenchRow:
         share = r.tokens_reused / (r.tokens_reused + r.tokens_computed) if r.tokens_reused + r.tokens_computed else 0.0
         return [self.problem_set, self.strategy, str(self.width), f"{r.correct}/{r.n} ({100 * r.accuracy:.0f}%)",
                 str(r.tokens_generated), f"{r.tokens_reused} / {r.tokens_computed} ({100 * share:.0f}% reused)",
-                str(r.model_calls), str(r.peak_kv_blocks), str(r.peak_kv_tokens), str(self.retained_nodes_peak),
+                str(r.model_calls), str(r.peak_kv_blocks), str(r.peak_kv_tokens),
+                f"{self.peak_kv_tokens_mean:.1f}", str(self.retained_nodes_peak),
                 f"{r.wall_s:.2f}"]
 
 
@@ -264,7 +276,8 @@ def bench(
     seed: int = typer.Option(0, "--seed", min=0, help="Problem-set seed (also the search seed)."),
     strategies: str = typer.Option(DEFAULT_STRATEGIES, "--strategies", "-s", help="Comma-separated strategies."),
     widths: str = typer.Option("2,4", "--widths", "-w", help="Comma-separated widths (samples / beams / particles)."),
-    param: list[str] = typer.Option([], "--param", help="Extra search parameter key=value for every run (repeatable)."),
+    param: list[str] = typer.Option([], "--param", help="Extra search parameter key=value for every run, or "
+                                    "strategy.key=value for one strategy's runs (repeatable)."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model directory (default: the default model)."),
     engine: Optional[RunEngine] = typer.Option(None, "--engine", "-e", help="Default: vllm if installed, else hf."),
     out: Path = typer.Option(Path("bench-results"), "--out", "-o", help="Directory for bench.md/.csv/.json and plots."),
@@ -276,7 +289,7 @@ def bench(
     from ..manager import get_plugin_manager
     from ..problems import load_problems
 
-    params = parse_params(param)
+    params = parse_params(param, scoped=True)
     set_names = parse_names(problems, "--problems")
     try:
         per_set = {ps: load_problems(ps, n=n, seed=seed) for ps in set_names}
@@ -339,7 +352,7 @@ def bench(
         f"- problems: {', '.join(set_names)}; n={n} per set, seed {seed}",
         ("- accuracy over the set; tokens, reused/computed and model calls summed over problems; peak KV blocks"
          " is the engine's peak during the run; peak KV tokens and retained nodes are the largest single search's"
-         " peak; wall time is the whole batch."), "",
+         " peak, mean peak KV tokens the searches' peaks averaged; wall time is the whole batch."), "",
     ]
     (out / "bench.md").write_text("\n".join(header) + "\n" + markdown_table(rows))
     plots = write_plots(docs, out)

@@ -73,16 +73,19 @@ def _value(text: str) -> Any:
         return text
 
 
-def parse_params(items: Sequence[str]) -> dict[str, Any]:
+def parse_params(items: Sequence[str], *, scoped: bool = False) -> dict[str, Any]:
     """``["key=value", ...]`` -> dict. Values are JSON when they parse, else strings; escapes
-    such as ``\\n`` in plain strings are decoded (``--param step_delimiter=\\n``)."""
+    such as ``\\n`` in plain strings are decoded (``--param step_delimiter=\\n``). With
+    ``scoped``, a key may be ``strategy.key`` (kept as such; the caller applies it to that
+    strategy only)."""
     out: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key:
             raise typer.BadParameter(f"{item!r}: expected key=value", param_hint="--param")
-        if not key.replace("_", "").isalnum():
+        parts = key.split(".", 1) if scoped else [key]
+        if not all(part.replace("_", "").isalnum() for part in parts):
             raise typer.BadParameter(f"{item!r}: {key!r} is not a parameter name", param_hint="--param")
         if key in out:
             raise typer.BadParameter(f"{key!r} given twice", param_hint="--param")

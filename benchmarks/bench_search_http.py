@@ -178,7 +178,8 @@ def main() -> None:
             _, texts, counters = v[0]
             correct = sum(p.check(t) for p, t in zip(problems, texts))
             lines.append(f"| {mode} | {', '.join(f'{w:.1f}' for w, _, _ in v)} | {med[mode]:.1f} | {correct}/{len(problems)} "
-                         f"| {counters['tokens_generated']} | {counters['http_requests']} | {counters['engine_requests']} |")
+                         f"| {counters['tokens_generated']} | {counters['tokens_computed']} | {counters['http_requests']} "
+                         f"| {counters['engine_requests']} |")
         lines += ["", f"**{summary}**", ""]
         args.results.write_text("\n".join(lines))
 

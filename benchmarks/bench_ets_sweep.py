@@ -27,7 +27,6 @@ import os
 import platform
 import shlex
 import sys
-import time
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

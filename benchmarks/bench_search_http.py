@@ -35,6 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_models, also under PYTHONSAFEPATH=1
 from bench_models import ROOT, model_path  # noqa: E402
+from bench_search_setup import add_search_args, search_workload  # noqa: E402
 
 sys.path.append(str(ROOT))  # after site-packages: never shadow the installed ttc_plugins
 from integration.common.server import ServerStartError, free_port, start_openai_server, stop_server  # noqa: E402
@@ -104,32 +105,17 @@ def run_over_http(base: str, model: str, tokenizer, prompts: list[str], search: 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="smollm2", help="smollm2 | tiny | a model directory")
-    ap.add_argument("--problems", default="arith")
-    ap.add_argument("--n", type=int, default=10)
-    ap.add_argument("--strategy", default="beam")
-    ap.add_argument("--width", type=int, default=4)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--repeats", type=int, default=2, help="runs per mode, alternating order")
-    ap.add_argument("--param", action="append", default=[], help="extra ttc.search key=value (as in ttc run)")
-    ap.add_argument("--smoke", action="store_true", help="tiny settings: checks the script runs")
+    add_search_args(ap, n=10)
     ap.add_argument("--results", type=Path, default=None, help="write a markdown report here")
     args = ap.parse_args()
 
     from transformers import AutoTokenizer
 
-    from ttc_plugins.commands.run import _prompter, parse_params, search_config
     from ttc_plugins.manager import get_plugin_manager
-    from ttc_plugins.problems import load_problems
 
     model = model_path(args.model)
-    params = parse_params(args.param)
-    if args.smoke:
-        params = {"max_steps": 2, "max_step_tokens": 8, "max_total_tokens": 16, **params}
-    search = search_config(args.strategy, args.width, None, args.seed, params, pm=get_plugin_manager())
-    problems = load_problems(args.problems, n=args.n, seed=args.seed)
     tokenizer = AutoTokenizer.from_pretrained(model, local_files_only=True)
-    prompts = [_prompter(tokenizer, chat=True)(p) for p in problems]
+    search, problems, prompts = search_workload(args, tokenizer, get_plugin_manager())
 
     rows: dict[str, list[tuple[float, list[str], dict]]] = {"in-engine": [], "over-http": []}
     with tempfile.TemporaryDirectory() as tmp:

@@ -31,44 +31,30 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_models, also under PYTHONSAFEPATH=1
 from bench_models import model_path  # noqa: E402
+from bench_search_setup import add_search_args, search_workload  # noqa: E402
 
 SCHEDULER = "ttc_plugins.vllm_backend.beam_scheduler.TTCScheduler"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="smollm2", help="smollm2 | tiny | a model directory")
-    ap.add_argument("--problems", default="arith")
-    ap.add_argument("--n", type=int, default=8)
-    ap.add_argument("--strategy", default="beam")
-    ap.add_argument("--width", type=int, default=4)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--repeats", type=int, default=2, help="runs per mode, alternating order")
-    ap.add_argument("--param", action="append", default=[], help="extra ttc.search key=value (as in ttc run)")
-    ap.add_argument("--smoke", action="store_true", help="tiny settings: checks the script runs")
+    add_search_args(ap, n=8)
     ap.add_argument("--results", type=Path, default=None, help="write a markdown report here")
     args = ap.parse_args()
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # CPU time of this process = the engine's
 
     from vllm import LLM
 
-    from ttc_plugins.commands.run import _prompter, parse_params, search_config
     from ttc_plugins.manager import get_plugin_manager
-    from ttc_plugins.problems import load_problems
     from ttc_plugins.search.driver import SearchPrompt, run_search
     from ttc_plugins.vllm_backend.search_ops import VLLMEngineOps, llm_kwargs
 
     model = model_path(args.model)
     pm = get_plugin_manager()
-    params = parse_params(args.param)
-    if args.smoke:
-        params = {"max_steps": 2, "max_step_tokens": 8, "max_total_tokens": 16, **params}
-    search = search_config(args.strategy, args.width, None, args.seed, params, pm=pm)
-    problems = load_problems(args.problems, n=args.n, seed=args.seed)
     llm = LLM(**llm_kwargs(model, dtype="float32", max_num_seqs=64, scheduler_cls=SCHEDULER))
     sched = llm.llm_engine.engine_core.engine_core.scheduler
-    prompts = [SearchPrompt(text=_prompter(llm.get_tokenizer(), chat=True)(p), request_id=f"p{i}")
-               for i, p in enumerate(problems)]
+    search, problems, texts = search_workload(args, llm.get_tokenizer(), pm)
+    prompts = [SearchPrompt(text=t, request_id=f"p{i}") for i, t in enumerate(texts)]
     run_search(VLLMEngineOps(llm, pm=pm), prompts[:1], {**search, "max_steps": 1}, pm=pm)  # warm-up
 
     rows: dict[str, list[dict]] = {"fork": [], "prefix-cache": []}

@@ -137,12 +137,7 @@ class TTCScheduler(Scheduler):
             block_hasher=parent._block_hasher,
         )
         share = self._adopt(child, parent, parent.num_computed_tokens, wait=False)
-        if share and search is not None:
-            search.forks += 1
-            search.tokens_shared += parent.num_computed_tokens
-            search.blocks_shared += share.shared_blocks
-            search.tokens_copied += share.copied_tokens
-        elif not share:
+        if share is None:
             # no free slot or block for the tail copy: the child prefills, the prefix cache
             # serves its full blocks (vLLM's own n>1 / prefix path)
             self.requests[child.request_id] = child
@@ -150,6 +145,11 @@ class TTCScheduler(Scheduler):
             self.ttc_counters["recompute_forks"] += 1
             if search is not None:
                 search.recompute_forks += 1
+        elif search is not None:
+            search.forks += 1
+            search.tokens_shared += parent.num_computed_tokens
+            search.blocks_shared += share.shared_blocks
+            search.tokens_copied += share.copied_tokens
         return child
 
     def _run_forked(self, child: Request) -> None:
@@ -189,9 +189,12 @@ class TTCScheduler(Scheduler):
     # ----------------------------------------------------------------------------------------
 
     def add_request(self, request: Request) -> None:
+        if request.request_id in self.requests:  # a duplicate id: vLLM's own handling
+            super().add_request(request)
+            return
         params = _beam_params(request)
-        if params is None or request.request_id in self.requests:
-            if request.request_id in self.requests or not self.held_branches.on_add(request):
+        if params is None:
+            if not self.held_branches.on_add(request):  # not adopted as an in-place fork
                 super().add_request(request)
             return
         sp = request.sampling_params.clone()
@@ -316,7 +319,7 @@ class TTCScheduler(Scheduler):
             ids = set(ids)
             ids -= self.held_branches.release(ids)  # keys of held step requests, not request ids
         for rid in list(self._pending_forks) if ids is None else set(ids) & set(self._pending_forks):
-            self._pending_forks.pop(rid).status = RequestStatus.WAITING  # vLLM frees a waiting one
+            del self._pending_forks[rid]  # still WAITING: vLLM frees it as a waiting request
         return super().finish_requests(ids, finished_status)
 
     def _free_blocks(self, request: Request) -> None:

@@ -121,9 +121,6 @@ class HeldBranches:
         self.counters["held"] += 1
         return True
 
-    def forget(self, request_id: str) -> None:
-        self.hold_keys.pop(request_id, None)
-
     def release(self, keys: Any) -> set[str]:
         """Free the held requests among ``keys``; returns the keys that were held."""
         done = {k for k in keys if k in self.held}

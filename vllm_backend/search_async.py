@@ -69,8 +69,7 @@ class AsyncVLLMEngineOps(ThreadedAsyncOps, VLLMEngineOps):
                         reward_models=reward_models)
         self.seeded = seeded
         cfg = engine_client.vllm_config
-        self.fork = self._fork_mode(cfg, fork)
-        self.held_keys: set[str] = set()
+        self._init_fork(cfg, fork)
         self._release_tasks: set[asyncio.Task] = set()
         if seeded and getattr(cfg.scheduler_config, "enable_chunked_prefill", False):
             raise ValueError(f"AsyncVLLMEngineOps: {CHUNKED_PREFILL_MESSAGE}")

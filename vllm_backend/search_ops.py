@@ -110,8 +110,7 @@ class VLLMEngineOps(EngineOpsBase):
         self._init_base(llm.get_tokenizer(), embedder=embedder, pm=pm, add_bos=add_bos, reward_models=reward_models)
         self.seeded = seeded
         cfg = getattr(self.engine, "vllm_config", None)
-        self.fork = self._fork_mode(cfg, fork)
-        self.held_keys: set[str] = set()  # step requests held in the engine, not yet released
+        self._init_fork(cfg, fork)
         sched = getattr(cfg, "scheduler_config", None)
         cache = getattr(cfg, "cache_config", None)
         if seeded and getattr(sched, "enable_chunked_prefill", False):
@@ -164,15 +163,15 @@ class VLLMEngineOps(EngineOpsBase):
         return self._account(requests, owners, prompts, steps)
 
     # -- held branches ----------------------------------------------------------------------------
-    @staticmethod
-    def _fork_mode(cfg: Any, fork: bool | None) -> bool:
+    def _init_fork(self, cfg: Any, fork: bool | None) -> None:
         from .frontend import uses_beam_scheduler
 
         available = uses_beam_scheduler(getattr(cfg, "scheduler_config", None))
         if fork and not available:
             raise ValueError("fork=True needs the engine started with the TTC scheduler: "
                              "scheduler_cls='ttc_plugins.vllm_backend.beam_scheduler.TTCScheduler'")
-        return available if fork is None else bool(fork)
+        self.fork = available if fork is None else bool(fork)
+        self.held_keys: set[str] = set()  # step requests held in the engine, not yet released
 
     def release_held(self) -> int:
         """Free every step request this object still holds in the engine (steps whose handle was

@@ -47,7 +47,7 @@ def start_server(model: str, log_path: Path, *, max_model_len: int, kv_bytes: in
     port = free_port()
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--host", "127.0.0.1",
            "--port", str(port), "--dtype", "float32", "--enforce-eager", "--seed", "0",
-           "--max-model-len", str(max_model_len), "--kv-cache-memory-bytes", str(kv_bytes), "--max-num-seqs", "64",
+           "--max-model-len", str(max_model_len), "--kv-cache-memory-bytes", str(kv_bytes),
            "--no-enable-chunked-prefill", "--max-num-batched-tokens", str(max_model_len),
            "--enable-prompt-tokens-details",
            # the TTC scheduler: the in-engine search forks each branch's children from its held
@@ -119,7 +119,7 @@ def main() -> None:
 
     rows: dict[str, list[tuple[float, list[str], dict]]] = {"in-engine": [], "over-http": []}
     with tempfile.TemporaryDirectory() as tmp:
-        proc, base = start_server(model, Path(tmp) / "server.log", max_model_len=2048, kv_bytes=512 * 2**20)
+        proc, base = start_server(model, Path(tmp) / "server.log", max_model_len=2048, kv_bytes=args.kv_mib * 2**20)
         try:
             _served_search(base, model, prompts[0], {**search, "max_steps": 1})  # warm-up (first-request costs)
             for r in range(args.repeats):
@@ -154,9 +154,9 @@ def main() -> None:
                  f"- machine: {platform.machine()} / {os.cpu_count()} CPUs (shared), {platform.platform()}; "
                  f"load average at the end {', '.join(f'{x:.1f}' for x in os.getloadavg())}",
                  f"- vLLM {vllm.__version__} OpenAI server (module form, `--scheduler-cls` TTC scheduler), float32, "
-                 "eager, chunked prefill off, prefix caching on (reset before every run); both modes on the same "
-                 "server, alternating",
-                 f"- search: `{json.dumps(search)}`", "",
+                 "eager, chunked prefill off, prefix caching on (reset before every run), vLLM's default "
+                 "max_num_seqs (128 on CPU); both modes on the same server, alternating",
+                 f"- KV pool: `--kv-cache-memory-bytes` {args.kv_mib} MiB", f"- search: `{json.dumps(search)}`", "",
                  "| mode | wall per run (s) | median (s) | correct | tokens generated | tokens computed | HTTP requests "
                  "| engine requests |",
                  "|---|---|---|---|---|---|---|---|"]

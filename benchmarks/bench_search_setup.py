@@ -16,6 +16,8 @@ def add_search_args(ap: argparse.ArgumentParser, *, n: int) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=2, help="runs per mode, alternating order")
     ap.add_argument("--param", action="append", default=[], help="extra ttc.search key=value (as in ttc run)")
+    ap.add_argument("--kv-mib", type=int, default=2048,
+                    help="the engine's KV pool (MiB); held steps need room beside the running branches")
     ap.add_argument("--smoke", action="store_true", help="tiny settings: checks the script runs")
 
 

@@ -51,7 +51,8 @@ def main() -> None:
 
     model = model_path(args.model)
     pm = get_plugin_manager()
-    llm = LLM(**llm_kwargs(model, dtype="float32", max_num_seqs=64, scheduler_cls=SCHEDULER))
+    llm = LLM(**llm_kwargs(model, dtype="float32", max_num_seqs=64, scheduler_cls=SCHEDULER,
+                            kv_cache_memory_bytes=args.kv_mib * 2**20))
     sched = llm.llm_engine.engine_core.engine_core.scheduler
     search, problems, texts = search_workload(args, llm.get_tokenizer(), pm)
     prompts = [SearchPrompt(text=t, request_id=f"p{i}") for i, t in enumerate(texts)]
@@ -96,7 +97,7 @@ def main() -> None:
                  f"load average at the end {', '.join(f'{x:.1f}' for x in os.getloadavg())}",
                  f"- vLLM {vllm.__version__}, in-process engine with the TTC scheduler, float32, eager, chunked "
                  "prefill off, prefix caching on (reset before every run); both modes on the same engine, alternating",
-                 f"- search: `{json.dumps(search)}`", "",
+                 f"- KV pool: `kv_cache_memory_bytes` {args.kv_mib} MiB", f"- search: `{json.dumps(search)}`", "",
                  "| mode | wall per run (s) | median wall (s) | median CPU (s) | correct | tokens generated "
                  "| tokens computed | tokens reused | engine requests | forks in place | held after |",
                  "|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -33,6 +33,16 @@ from . import kv_fork
 from .wire import BRANCH_KEY
 #: statuses of a request whose branch may go on (the frontend's stop-string abort, the step limit)
 HOLDABLE = (RequestStatus.FINISHED_ABORTED, RequestStatus.FINISHED_LENGTH_CAPPED)
+
+
+def holdable(request: Request) -> bool:
+    """Whether a finished request's branch may go on: a status in :data:`HOLDABLE`, or stopped at
+    one of its ``stop_token_ids`` (a delimiter token: the search ops pass those; an extra EOS id
+    that vLLM adds there is released by the ops, which see it as EOS). The model's own EOS is not
+    held: its ``stop_reason`` stays None."""
+    if request.status in HOLDABLE:
+        return True
+    return request.status == RequestStatus.FINISHED_STOPPED and isinstance(request.stop_reason, int)
 #: held requests are released first when fewer than this share of the pool's blocks is free
 LOW_FREE_SHARE = 0.1
 
@@ -113,7 +123,7 @@ class HeldBranches:
     def keep(self, request: Request) -> bool:
         """Called instead of freeing a finished request's blocks: True when they are held."""
         key = self.hold_keys.pop(request.request_id, None)
-        if key is None or request.status not in HOLDABLE or key in self.held or not request.num_computed_tokens:
+        if key is None or not holdable(request) or key in self.held or not request.num_computed_tokens:
             return False
         if len(self.held) >= self.max_held:
             self._release(next(iter(self.held)), "expired")  # the oldest

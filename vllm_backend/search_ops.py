@@ -45,6 +45,7 @@ from typing import Any, Callable, Mapping, Sequence
 from ttc_plugins.kv.held import HeldState
 from ttc_plugins.search.engine import ExtendRequest, VerifyRequest
 from ttc_plugins.search.engine_base import EngineOpsBase
+from ttc_plugins.search.stop_tokens import tokens_containing
 from ttc_plugins.testing.memory_engine import continuation_seed
 from ttc_plugins.types import Step
 
@@ -150,6 +151,9 @@ class VLLMEngineOps(EngineOpsBase):
                 top_p=1.0 if greedy else s.top_p,
                 seed=None if greedy or not self.seeded else continuation_seed(s.seed, req.sampling_key, i),
                 stop=list(dict.fromkeys(stop)), include_stop_str_in_output=True, logprobs=0,
+                # the engine ends a step at a token holding the whole delimiter itself (no
+                # abort round trip, no wasted tokens); the frontend still cuts the text
+                stop_token_ids=tokens_containing(self.tokenizer, stop),
                 skip_special_tokens=True, extra_args={BRANCH_KEY: branch} if branch else None,
             ))
         prompts = [ids for _, _, ids in todo]
@@ -157,9 +161,13 @@ class VLLMEngineOps(EngineOpsBase):
         outputs = self._run(prompts, params)
         steps = [self._to_step(requests[ri], o) for ri, o in zip(owners, outputs)]
         for j, step in enumerate(steps):
-            if self.fork and step.stop_reason != "eos":  # EOS ends a branch: the engine kept nothing
+            if not self.fork:
+                continue
+            self.held_keys.add(keys[j])
+            if step.stop_reason == "eos":  # EOS ends a branch: free whatever the engine kept
+                self._release_key(keys[j])
+            else:
                 step.handle = HeldState(keys[j], self._release_key, owner=self)
-                self.held_keys.add(keys[j])
         return self._account(requests, owners, prompts, steps)
 
     # -- held branches ----------------------------------------------------------------------------

@@ -117,6 +117,34 @@ def test_search_results_equal_the_prefix_cache_path_and_compute_less(eager_llm, 
     assert kv_fork.blocks_in_use(sched.kv_cache_manager) == 0
 
 
+def test_a_step_ends_at_its_delimiter_token_in_the_engine(eager_llm, sched, pm, monkeypatch):
+    """The ops pass the tokens holding the whole delimiter as ``stop_token_ids``: the engine stops
+    the step there itself (nothing decoded past it, no abort) and holds it, with the same tokens
+    and text as the frontend's stop-string check alone gives."""
+    from ttc_plugins.vllm_backend import search_ops
+
+    ops = VLLMEngineOps(eager_llm, pm=pm)
+    branches = [Branch(id=f"d{i}", parent_id=None, prompt_token_ids=tuple(ops.encode(f"{i}: {TEXT}"))) for i in range(4)]
+    # "e" is in many tokens of the suite's tokenizer: every step ends on one within a few tokens
+    until = StepStop("e", 32)
+    reqs = [ExtendRequest(ctx=RequestContext("t"), branch=b, until=until, sampling=SamplingConfig(0.8, seed=9),
+                          seed_key=b.id) for b in branches]
+    engine = [s for (s,) in ops.extend(reqs)]
+    assert [s.stop_reason for s in engine] == ["delimiter"] * 4
+    for s in engine:
+        held_request = sched.held_branches.held[s.handle.key].request
+        assert held_request.num_output_tokens == len(s.token_ids)  # nothing decoded past the step
+        assert held_request.stop_reason == s.token_ids[-1]  # stopped by the engine, not aborted
+
+    monkeypatch.setattr(search_ops, "tokens_containing", lambda *_: [])  # the frontend's check alone
+    frontend = [s for (s,) in VLLMEngineOps(eager_llm, pm=pm).extend(reqs)]
+    assert [(s.token_ids, s.text, s.stop_reason) for s in frontend] == [(s.token_ids, s.text, s.stop_reason) for s in engine]
+    assert all("e" in s.text for s in engine)
+    for s in engine + frontend:
+        held.release(s.handle)
+    assert not sched.held_branches.held
+
+
 def test_200_searches_leave_nothing_held(eager_llm, sched, pm):
     ops = VLLMEngineOps(eager_llm, pm=pm)
     prompts = [SearchPrompt(text=f"{i} + {i} = ", request_id=f"s{i}") for i in range(200)]

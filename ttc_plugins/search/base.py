@@ -353,5 +353,9 @@ class SearchState:
     def _note_kv(self, frontier: Sequence[Branch]) -> None:
         _, shared = self._tree_tokens(frontier)
         unshared = sum(len(b.all_token_ids) for b in frontier)
-        self.counters.peak_kv_tokens = max(self.counters.peak_kv_tokens, shared)
-        self.counters.peak_kv_tokens_unshared = max(self.counters.peak_kv_tokens_unshared, unshared)
+        c = self.counters
+        c.peak_kv_tokens = max(c.peak_kv_tokens, shared)
+        c.peak_kv_tokens_unshared = max(c.peak_kv_tokens_unshared, unshared)
+        # the ETS paper's measure leaves the prompt out: every method holds it, whatever it prunes
+        c.kv_tokens_sum += shared - len(self.root.prompt_token_ids)
+        c.kv_rounds += 1

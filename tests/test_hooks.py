@@ -66,7 +66,7 @@ def test_hook_ttc_register_decoders(pm):
 
 def test_hook_ttc_register_embedders(pm):
     from ttc_plugins.embedding import HashingEmbedder
-    from ttc_plugins.search import SearchPrompt, run_search
+    from ttc_plugins.search import run_search
     from ttc_plugins.testing.scripted_engine import ScriptedEngine
 
     assert pm.embedders.names() == ["hashing", "minilm"]

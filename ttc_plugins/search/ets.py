@@ -47,7 +47,11 @@ from .rebase import Rebase, RebaseParams
 
 
 class ETSParams(RebaseParams):
-    kv_weight: float = Field(1.5, ge=0.0, description="lambda_b: cost of retained tree nodes")
+    # 5, not the authors' 1.0: with tied step scores (REBASE's shares flat) a node costs
+    # kv_weight / (|V| + 1) against a leaf's 1 / N, so the weight must clearly exceed 1 to prune;
+    # 5 is the lowest tried that holds the paper's average KV >= 1.8x below REBASE at widths 8
+    # and 16 (benchmarks/results/ets-vs-rebase-minilm-arith-short-smollm2)
+    kv_weight: float = Field(5.0, ge=0.0, description="lambda_b: cost of retained tree nodes")
     coverage_weight: float = Field(1.0, ge=0.0, description="lambda_s: reward for covered clusters")
     cluster_distance: float | None = Field(None, gt=0.0, le=2.0,
                                            description="cosine distance threshold of a cluster; None: the embedder's")

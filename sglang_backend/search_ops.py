@@ -17,7 +17,7 @@ Semantics mirror the reference :class:`~ttc_plugins.testing.memory_engine.Memory
   context + continuation;
 - ``verify_prob``: the top logprobs of the next token (``top_logprobs_num``); a yes/no token outside
   the top-k is read exactly from ``token_ids_logprob`` of the same request;
-- ``embed``: the embedder (default :class:`~ttc_plugins.testing.memory_engine.HashingEmbedder`);
+- ``embed``: the embedder (default :class:`~ttc_plugins.embedding.HashingEmbedder`);
 - ``kv_stats``: tokens computed vs reused (from ``cached_tokens``) and KV pages held / peak: the
   scheduler's ``num_used_tokens`` (SGLang's load snapshot, ``TokenizerManager.get_loads``: KV slots
   held by running requests) polled every ``kv_poll_s`` while a batch runs, divided by the page size.

@@ -34,6 +34,7 @@ def _ctx(pm, raw=None, **extra):
         ("ttc_register_scorers", "scorers"),
         ("ttc_register_controls", "controls"),
         ("ttc_register_decoders", "decoders"),
+        ("ttc_register_embedders", "embedders"),
     ],
 )
 def test_registration_hooks_are_historic(pm, hook, registry):
@@ -61,6 +62,33 @@ def test_hook_ttc_register_controls(pm):
 def test_hook_ttc_register_decoders(pm):
     assert pm.decoders.names() == ["ban_tokens", "force_token"]
     test_registration_hooks_are_historic(pm, "ttc_register_decoders", "decoders")
+
+
+def test_hook_ttc_register_embedders(pm):
+    from ttc_plugins.embedding import HashingEmbedder
+    from ttc_plugins.search import run_search
+    from ttc_plugins.testing.scripted_engine import ScriptedEngine
+
+    assert pm.embedders.names() == ["hashing", "minilm"]
+    test_registration_hooks_are_historic(pm, "ttc_register_embedders", "embedders")
+    seen: list[str] = []
+
+    class Constant(HashingEmbedder):  # every step the same idea: one cluster
+        name = "constant"
+        cluster_distance = 0.5
+
+        def __call__(self, texts):
+            seen.extend(texts)
+            return [[1.0, 0.0] for _ in texts]
+
+    pm.register(type("P", (), {"ttc_register_embedders": hookimpl(lambda self, register: register(Constant))})())
+    world = {"": [("a = 1\n", 0.5), ("b = 1\n", 0.5)], "a = 1\n": [("The answer is 1.\n", 1.0)],
+             "b = 1\n": [("The answer is 1.\n", 1.0)]}
+    engine = ScriptedEngine(world)
+    search = {"strategy": "ets", "embedder": "constant", "width": 4, "step_delimiter": "\n", "temperature": 1.0}
+    (res,) = run_search(engine, ["Q:\n"], search, pm=pm)
+    assert seen and engine.calls["embed"] == 0  # the registered embedder ran, not the engine's
+    assert res.info["embedder"] == "constant" and res.info["cluster_distance"] == 0.5
 
 
 # -- decoding ----------------------------------------------------------------------------------

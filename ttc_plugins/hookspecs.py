@@ -3,8 +3,8 @@
 Each spec is a typed, body-less function; its docstring is its whole contract (parameters, return
 value, calling convention, and which process calls it). Hooks are grouped by lifecycle:
 
-1. registration — plugins hand their components (search strategies, scorers, controls, decoders)
-   to the host through a ``register`` callback;
+1. registration — plugins hand their components (search strategies, scorers, controls, decoders,
+   embedders) to the host through a ``register`` callback;
 2. decoding — logits before sampling, token acceptance, step boundaries, request end;
 3. KV management — branch fork and release, cache isolation, accounting, eviction;
 4. hidden-state control — per-request controls resolved in the frontend and applied to the
@@ -90,6 +90,22 @@ def ttc_register_decoders(register: Callable[[type], None]) -> None:
         :mod:`ttc_plugins.decoding`.
 
     Historic; runs in every process that builds a plugin manager.
+    """
+
+
+@hookspec(historic=True)
+def ttc_register_embedders(register: Callable[[type], None]) -> None:
+    """Register sentence embedders (texts -> L2-normalised vectors) for strategies that compare
+    steps by meaning, such as ETS's semantic coverage.
+
+    :param register: call ``register(EmbedderClass)``; the class has a unique ``name`` (the value
+        of ``ttc.search.embedder``), a pydantic ``Params`` model, a ``cluster_distance`` (the cosine
+        distance under which two steps count as one idea with this embedder) and
+        ``__call__(texts) -> list[list[float]]``, see :mod:`ttc_plugins.embedding`. The default
+        plugins register ``hashing`` and ``minilm``.
+
+    Historic; runs in every process that builds a plugin manager. Embedders run in the process
+    driving the search (not in the engine), one shared instance per process.
     """
 
 

@@ -42,6 +42,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "ttc_plugins.decoding.relay:DecoderRelay",
     "ttc_plugins.decoding.builtin",
     "ttc_plugins.kv.defaults",
+    "ttc_plugins.embedding.hashing",
+    "ttc_plugins.embedding.minilm",
     "ttc_plugins.search.best_of_n",
     "ttc_plugins.search.self_consistency",
     "ttc_plugins.search.beam",
@@ -89,7 +91,7 @@ class PluginInfo:
 
 
 class TTCPluginManager:
-    """pluggy's manager plus the four component registries, with a typed facade.
+    """pluggy's manager plus the five component registries, with a typed facade.
 
     Build one per process with :func:`get_plugin_manager`; tests may build their own with
     ``TTCPluginManager(load_entrypoints=False)`` and register throwaway plugins.
@@ -103,6 +105,7 @@ class TTCPluginManager:
         self.scorers: Registry = Registry("scorer")
         self.controls: Registry = Registry("control")
         self.decoders: Registry = Registry("decoder")
+        self.embedders: Registry = Registry("embedder")
         for spec in DEFAULT_PLUGINS:
             self.register(self._instantiate(_import_object(spec)), name=spec.split(":")[0], source="default")
         if load_entrypoints:
@@ -168,6 +171,7 @@ class TTCPluginManager:
         hook.ttc_register_scorers.call_historic(kwargs={"register": self.scorers.register})
         hook.ttc_register_controls.call_historic(kwargs={"register": self.controls.register})
         hook.ttc_register_decoders.call_historic(kwargs={"register": self.decoders.register})
+        hook.ttc_register_embedders.call_historic(kwargs={"register": self.embedders.register})
 
     def enable_tracing(self) -> None:
         def before(hook_name: str, hook_impls: list, kwargs: dict[str, Any]) -> None:

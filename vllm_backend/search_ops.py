@@ -22,7 +22,7 @@ Semantics mirror the reference :class:`~ttc_plugins.testing.memory_engine.Memory
   tail block copied, only the new tokens computed; :mod:`.held_branches`) instead of
   prefilling the tail again, and ``tokens_reused`` counts what the fork shared. Without the TTC
   scheduler (or with ``fork=False``) children fall back to the prefix cache;
-- ``embed``: the embedder (default :class:`~ttc_plugins.testing.memory_engine.HashingEmbedder`);
+- ``embed``: the embedder (default :class:`~ttc_plugins.embedding.HashingEmbedder`);
 - ``kv_stats``: tokens computed vs reused (from ``num_cached_tokens``) and blocks held / peak
   from the engine's own ``vllm:kv_cache_usage_perc`` gauge times the engine's block count,
   read after every engine step (needs ``LLM(disable_log_stats=False)``; otherwise both stay 0).

@@ -92,6 +92,8 @@ def test_chat_search_runs_on_the_chat_templated_prompt(client, model, engine):
     ({**SEARCH, "width": 0}, "ttc.search.width"),
     ({**SEARCH, "scorer": "no_such_scorer"}, "ttc.search.scorer"),
     ({**SEARCH, "scorer": "prm", "scorer_args": {"model": "judge"}}, "ttc.search.scorer_args.model"),
+    ({**{k: v for k, v in SEARCH.items() if k != "expand"}, "strategy": "ets", "embedder": "no_such_embedder"},
+     "ttc.search.embedder"),
 ])
 @pytest.mark.parametrize("endpoint", ["completions", "chat"])
 def test_bad_search_settings_are_400_naming_the_field_and_the_server_keeps_serving(client, model, server,

@@ -37,6 +37,7 @@ PROMPT = "Problem: 3 + 4 = ?\nSolution:\n" + (
     "            node = node.right\n    return node\n") * 3
 SEARCH = {"strategy": "beam", "width": 2, "expand": 2, "max_steps": 3, "max_step_tokens": 6,
           "max_total_tokens": 18, "step_delimiter": "\n", "seed": 7}
+ETS = {**{k: v for k, v in SEARCH.items() if k != "expand"}, "strategy": "ets"}
 
 
 @pytest.fixture(scope="module")
@@ -159,6 +160,7 @@ def test_concurrent_search_requests_all_succeed_and_do_not_affect_each_other(cli
     ({**SEARCH, "width": 0}, "ttc.search.width"),
     ({**SEARCH, "scorer": "no_such_scorer"}, "ttc.search.scorer"),
     ({**SEARCH, "scorer": "prm", "scorer_args": {"model": "judge"}}, "ttc.search.scorer_args.model"),
+    ({**ETS, "embedder": "no_such_embedder"}, "ttc.search.embedder"),
 ])
 def test_bad_search_settings_are_400_naming_the_field_and_the_server_keeps_serving(client, search_server,
                                                                                   search, field):
@@ -168,6 +170,13 @@ def test_bad_search_settings_are_400_naming_the_field_and_the_server_keeps_servi
     assert err.value.body["param"] == field and field in err.value.body["message"]
     resp, rep = _search(client, search_server["model"], {**SEARCH, "max_steps": 1})
     assert resp.choices[0].text == rep["text"] and rep["chosen_branch_id"] is not None
+
+
+def test_ets_embeds_its_steps_with_minilm_inside_the_server(client, search_server):
+    # the embedder is not an engine op: it runs in the API server process, beside the search
+    resp, rep = _search(client, search_server["model"], ETS)
+    assert rep["strategy"] == "ets" and resp.choices[0].text == rep["text"]
+    assert rep["info"]["embedder"] == "minilm" and rep["engine"]["calls"]["embed"] == 0
 
 
 def test_request_features_a_search_cannot_honour_are_400(client, search_server):

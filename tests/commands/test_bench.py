@@ -95,6 +95,7 @@ def test_bench_on_the_hf_engine_end_to_end(app, tmp_path):
         assert r["tokens_generated"] > 0 and r["tokens_computed"] >= r["tokens_generated"] and r["model_calls"] > 0
         assert r["peak_kv_blocks"] > 0 and r["peak_kv_tokens"] > 0 and r["wall_s"] > 0
         assert 1 <= r["retained_nodes_peak"] <= r["retained_nodes_sum"]
+        assert 0 < r["kv_tokens_avg"] < r["peak_kv_tokens"]  # prompt excluded, averaged over rounds
     # greedy keeps one path per problem (<= 2 steps x 4 tokens) and one node; beam keeps two paths
     assert greedy["tokens_generated"] <= 2 * 8 and greedy["retained_nodes_peak"] == 1
     assert beam["model_calls"] > greedy["model_calls"] and beam["retained_nodes_peak"] == 2
@@ -116,8 +117,9 @@ def test_bench_on_the_hf_engine_end_to_end(app, tmp_path):
         assert cells[5].startswith(f"{r['tokens_reused']} / {r['tokens_computed']} ")
         assert cells[6:9] == [str(r["model_calls"]), str(r["peak_kv_blocks"]), str(r["peak_kv_tokens"])]
         assert float(cells[9]) == r["peak_kv_tokens_mean"] <= r["peak_kv_tokens"]
-        assert cells[10] == str(r["retained_nodes_peak"])
-        assert float(cells[11]) == pytest.approx(r["wall_s"], abs=0.006)
+        assert float(cells[10]) == r["kv_tokens_avg"]
+        assert cells[11] == str(r["retained_nodes_peak"])
+        assert float(cells[12]) == pytest.approx(r["wall_s"], abs=0.006)
 
     # the CSV has the same rows
     with open(out / "bench.csv", newline="") as f:

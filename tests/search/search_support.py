@@ -78,3 +78,20 @@ def bushy_world(depth: int = 3):
         ]
 
     return world
+
+
+def reworded_world():
+    """Every step comes in four wordings of one idea (equally likely, all correct): a sentence
+    embedder puts them in one cluster, character trigrams in four."""
+    first = ["Ann buys 3 more apples, so she has 5 + 3 = 8 apples.\n",
+             "After buying three more, Ann has 8 apples in total.\n",
+             "5 plus 3 equals 8, so Ann now has 8 apples.\n",
+             "Adding her 3 new apples to the 5 she had gives 8 apples.\n"]
+    second = ["Doubling them gives 8 * 2 = 16 apples.\n", "Twice 8 apples is 16 apples.\n",
+              "When she doubles her 8 apples she gets 16.\n", "8 apples doubled makes 16 apples.\n"]
+
+    def world(path: str):
+        d = path.count("\n")
+        return [(t, 1.0) for t in (first, second)[d]] if d < 2 else [("The answer is 16.\n", 1.0)] if d == 2 else None
+
+    return world

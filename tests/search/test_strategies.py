@@ -180,3 +180,14 @@ def test_self_eval_scorer_is_batched_across_searches():
     found = [r for r in res if r.answer == "16"]
     assert found and all(r.scores == [0.9, 0.9, 0.9] for r in found)
     assert all(r.path_score == 0.9 for r in found) and all(r.path_score == 0.1 for r in res if r not in found)
+
+
+def test_kv_counters_sum_the_retained_tree_per_round_without_the_prompt():
+    # greedy: one path, three rounds; round r holds the prompt plus steps 1..r
+    res, _, engine = _run("best_of_n", width=1, temperature=0.0)
+    steps = [len(engine._tok(t)) for t in res.chosen_path]
+    c = res.counters
+    assert c.kv_rounds == len(steps) == 3
+    assert c.kv_tokens_sum == sum(sum(steps[: r + 1]) for r in range(3))
+    assert c.peak_kv_tokens == len(engine.encode(PROMPT)) + sum(steps)
+    assert c.kv_tokens_avg == c.kv_tokens_sum / 3

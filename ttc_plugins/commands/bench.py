@@ -9,7 +9,9 @@ A ``--param`` key ``strategy.key`` applies to that strategy's runs only (so ETS 
 swept against a REBASE baseline in one run). Every row is measured exactly as ``ttc run`` measures (:func:`~ttc_plugins.commands.run.solve`:
 one concurrent batch of searches through :func:`~ttc_plugins.search.run_search` on a fresh
 EngineOps of the one loaded engine): greedy once per problem set, then every strategy x width.
-Writes ``<out>/bench.md`` (header + table), ``<out>/bench.csv``, ``<out>/bench.json`` and three
+KV is reported three ways: the engine's peak blocks, the largest and the mean per-search peak of
+the retained tree's tokens (prompt included), and that tree's tokens averaged over every round
+with the prompt left out (the ETS paper's measure). Writes ``<out>/bench.md`` (header + table), ``<out>/bench.csv``, ``<out>/bench.json`` and three
 PNG plots (accuracy vs tokens generated, vs wall time, vs peak KV blocks; one line per strategy
 across widths, greedy as a point). The plots need matplotlib (``pip install 'ttc-plugins[bench]'``).
 """
@@ -61,7 +63,8 @@ PLOTS: dict[str, tuple[str, str]] = {
     "accuracy_vs_peak_kv.png": ("peak_kv_blocks", "peak KV blocks (engine)"),
 }
 COLUMNS = ("set", "method", "width", "accuracy", "tokens generated", "reused / computed", "model calls",
-           "peak KV blocks", "peak KV tokens", "mean peak KV tokens", "retained nodes", "wall time (s)")
+           "peak KV blocks", "peak KV tokens", "mean peak KV tokens", "avg KV tokens / round", "retained nodes",
+           "wall time (s)")
 
 
 # -- arguments ----------------------------------------------------------------------------------
@@ -147,6 +150,7 @@ class BenchRow:
     retained_nodes_peak: int
     retained_nodes_sum: int
     peak_kv_tokens_mean: float = 0.0
+    kv_tokens_avg: float = 0.0
 
     @classmethod
     def measure(cls, run: PlannedRun, problems: Sequence[Any], results: Sequence[Any], wall_s: float,
@@ -156,13 +160,15 @@ class BenchRow:
         return cls(run.problem_set, run.strategy, run.width, rep,
                    retained_nodes_peak=max((x.retained_nodes_peak for x in c), default=0),
                    retained_nodes_sum=sum(x.retained_nodes_sum for x in c),
-                   peak_kv_tokens_mean=round(sum(x.peak_kv_tokens for x in c) / len(c), 1) if c else 0.0)
+                   peak_kv_tokens_mean=round(sum(x.peak_kv_tokens for x in c) / len(c), 1) if c else 0.0,
+                   # the ETS paper's average: over every round of every search, so long searches weigh more
+                   kv_tokens_avg=round(sum(x.kv_tokens_sum for x in c) / max(1, sum(x.kv_rounds for x in c)), 1))
 
     def to_json(self) -> dict[str, Any]:
         d = self.report.to_json()
         d.pop("method")
         return {"set": self.problem_set, "method": self.strategy, "width": self.width, **d,
-                "peak_kv_tokens_mean": self.peak_kv_tokens_mean,
+                "peak_kv_tokens_mean": self.peak_kv_tokens_mean, "kv_tokens_avg": self.kv_tokens_avg,
                 "retained_nodes_peak": self.retained_nodes_peak, "retained_nodes_sum": self.retained_nodes_sum}
 
     def cells(self) -> list[str]:
@@ -171,7 +177,7 @@ class BenchRow:
         return [self.problem_set, self.strategy, str(self.width), f"{r.correct}/{r.n} ({100 * r.accuracy:.0f}%)",
                 str(r.tokens_generated), f"{r.tokens_reused} / {r.tokens_computed} ({100 * share:.0f}% reused)",
                 str(r.model_calls), str(r.peak_kv_blocks), str(r.peak_kv_tokens),
-                f"{self.peak_kv_tokens_mean:.1f}", str(self.retained_nodes_peak),
+                f"{self.peak_kv_tokens_mean:.1f}", f"{self.kv_tokens_avg:.1f}", str(self.retained_nodes_peak),
                 f"{r.wall_s:.2f}"]
 
 
@@ -352,7 +358,9 @@ def bench(
         f"- problems: {', '.join(set_names)}; n={n} per set, seed {seed}",
         ("- accuracy over the set; tokens, reused/computed and model calls summed over problems; peak KV blocks"
          " is the engine's peak during the run; peak KV tokens and retained nodes are the largest single search's"
-         " peak, mean peak KV tokens the searches' peaks averaged; wall time is the whole batch."), "",
+         " peak, mean peak KV tokens the searches' peaks averaged; avg KV tokens / round is the retained tree's"
+         " tokens without the prompt averaged over every round of every search (the ETS paper's average KV);"
+         " wall time is the whole batch."), "",
     ]
     (out / "bench.md").write_text("\n".join(header) + "\n" + markdown_table(rows))
     plots = write_plots(docs, out)

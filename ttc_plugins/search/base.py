@@ -37,6 +37,7 @@ from .params import SearchParams
 from .result import SearchCounters
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..embedding import Embedder
     from ..manager import TTCPluginManager
     from ..scoring.base import Scorer
 
@@ -67,8 +68,12 @@ class ScoreOp:
 
 @dataclass
 class EmbedOp:
+    """Embed ``texts`` with ``embedder`` (a registered embedder's instance, run by the driver in
+    the search's process), or with the engine's ``embed`` call when it is None."""
+
     state: "SearchState"
     texts: list[str]
+    embedder: "Embedder | None" = None
 
 
 Op = ExtendOp | ScoreOp | EmbedOp
@@ -96,6 +101,12 @@ class SearchStrategy:
 
     def __init__(self, params: SearchParams):
         self.params = params
+
+    @classmethod
+    def check(cls, params: SearchParams, pm: "TTCPluginManager") -> None:
+        """Checks of ``params`` that need the plugin manager (names of other registered
+        components), run before any engine call; raise :class:`~ttc_plugins.errors.TTCParamError`
+        naming the field. Nothing to check by default."""
 
     def run(self, s: "SearchState") -> Generator[Op, Any, Selection]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -267,13 +278,16 @@ class SearchState:
             self.counters.engine_rounds += 1
         return [self.path_score(b) for b in branches]
 
-    def embed(self, texts: Sequence[str]) -> Generator[Op, Any, list[list[float]]]:
+    def embed(self, texts: Sequence[str], embedder: "Embedder | None" = None) -> Generator[Op, Any, list[list[float]]]:
+        """One vector per text, from ``embedder`` (run in this process) or, when None, from the
+        engine's ``embed`` call (an engine round)."""
         texts = list(texts)
         if not texts:
             return []
-        out: list[list[float]] = yield EmbedOp(self, texts)
+        out: list[list[float]] = yield EmbedOp(self, texts, embedder)
         self.counters.model_calls += len(texts)
-        self.counters.engine_rounds += 1
+        if embedder is None:
+            self.counters.engine_rounds += 1
         return out
 
     # -- reading branches -------------------------------------------------------------------
@@ -339,5 +353,9 @@ class SearchState:
     def _note_kv(self, frontier: Sequence[Branch]) -> None:
         _, shared = self._tree_tokens(frontier)
         unshared = sum(len(b.all_token_ids) for b in frontier)
-        self.counters.peak_kv_tokens = max(self.counters.peak_kv_tokens, shared)
-        self.counters.peak_kv_tokens_unshared = max(self.counters.peak_kv_tokens_unshared, unshared)
+        c = self.counters
+        c.peak_kv_tokens = max(c.peak_kv_tokens, shared)
+        c.peak_kv_tokens_unshared = max(c.peak_kv_tokens_unshared, unshared)
+        # the ETS paper's measure leaves the prompt out: every method holds it, whatever it prunes
+        c.kv_tokens_sum += shared - len(self.root.prompt_token_ids)
+        c.kv_rounds += 1

@@ -3,7 +3,8 @@
 Each search is a strategy generator (see :mod:`ttc_plugins.search.base`). Every round the driver
 collects the operation each live search is waiting on and issues, per kind, one engine call for
 all of them: one ``extend`` with the branches of every search, one ``score`` per distinct scorer,
-one ``embed``. Searches at different stages advance together.
+one ``embed`` per embedder (the engine's, or a registered embedder run here, in the process
+driving the searches). Searches at different stages advance together.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def resolve_search(pm, raw: Mapping[str, Any] | NamedParams) -> tuple[type[Searc
         named = parsed.search
     strategy = pm.strategies.get(named.name)
     params = named.args
+    strategy.check(params, pm)
     scorer_name = params.scorer if params.scorer is not None else strategy.default_scorer
     scorer = None
     if scorer_name is not None:
@@ -103,8 +105,9 @@ async def arun_search(
     scoring call runs in a worker thread (``engine_ops.ascore(scorer, batch)`` when the engine
     provides it, else ``asyncio.to_thread``); the engine calls it makes there (``verify_prob``,
     ``score_logprobs``) must be safe to call from a thread other than the event loop's (as they
-    are in :class:`ttc_plugins.vllm_backend.search_async.AsyncVLLMEngineOps`). The event loop is
-    free while the engine works, so concurrent searches of other callers interleave.
+    are in :class:`ttc_plugins.vllm_backend.search_async.AsyncVLLMEngineOps`). A registered
+    embedder (run here, not by the engine) is called through ``asyncio.to_thread`` too. The event
+    loop is free while the engine works, so concurrent searches of other callers interleave.
     """
     rounds = _rounds(engine_ops, prompts, params, pm)
     try:
@@ -128,13 +131,17 @@ def _dispatch(engine_ops, kind: str, arg: Any, *, asynchronous: bool) -> tuple[A
         if ascore is not None:
             return ascore, (scorer, batch)
         return asyncio.to_thread, (scorer.score, batch, engine_ops)
+    if kind == "local_embed":  # not an engine call: the embedder runs here, off the event loop
+        embedder, texts = arg
+        return (asyncio.to_thread, (embedder, texts)) if asynchronous else (embedder, (texts,))
     name = "extend" if kind == "extend" else "embed"
     return getattr(engine_ops, "a" + name if asynchronous else name), (arg,)
 
 
 def _rounds(engine_ops, prompts, params, pm):
     """The driver: a generator that yields each batched engine call as ``("extend", requests)``,
-    ``("score", (scorer, items))`` or ``("embed", texts)`` and is sent its result; it returns the
+    ``("score", (scorer, items))``, ``("embed", texts)`` or ``("local_embed", (embedder, texts))``
+    and is sent its result; it returns the
     results. :func:`run_search` and :func:`arun_search` differ only in how they make the calls."""
     if pm is None:
         from ..manager import get_plugin_manager
@@ -201,11 +208,15 @@ def _rounds(engine_ops, prompts, params, pm):
                      for s in group for b in s["op"].branches]
             out = yield ("score", (scorer, batch))
             _hand_out(results, group, out, lambda op: op.branches)
-        embeds = [s for s in pending if isinstance(s["op"], EmbedOp)]
-        if embeds:
-            texts = [t for s in embeds for t in s["op"].texts]
-            out = yield ("embed", texts)
-            _hand_out(results, embeds, out, lambda op: op.texts)
+        by_embedder: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        for s in pending:
+            if isinstance(s["op"], EmbedOp):
+                by_embedder[id(s["op"].embedder)].append(s)
+        for group in by_embedder.values():
+            texts = [t for s in group for t in s["op"].texts]
+            embedder = group[0]["op"].embedder
+            out = yield ("embed", texts) if embedder is None else ("local_embed", (embedder, texts))
+            _hand_out(results, group, out, lambda op: op.texts)
         for s in pending:
             if id(s) not in results:
                 raise TypeError(f"strategy {s['strategy'].name!r} yielded {s['op']!r}, not an engine operation")

@@ -18,7 +18,7 @@ class EngineOpsBase:
 
     def _init_base(self, tokenizer: Any, *, embedder: Callable[[Sequence[str]], list[list[float]]] | None,
                    pm: Any, add_bos: bool, reward_models: Mapping[str, Any] | None = None) -> None:
-        from ..testing.memory_engine import HashingEmbedder
+        from ..embedding.hashing import HashingEmbedder
 
         #: Reward models served beside this engine, by name (the ``prm`` scorer's ``model``).
         self.reward_models = dict(reward_models or {})

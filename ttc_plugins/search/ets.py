@@ -18,16 +18,20 @@ SqueezeAILab/ETS: every node costs ``1 / (M + N)``, ``lambdac`` = ``kv_weight``,
 ``coverage_weight``; their MATH500 configs use 1.0 and 1.4-1.5). Solved with scipy's HiGHS
 (``scipy.optimize.milp``). The budget is then split over the kept leaves in proportion to ``p``
 (each at least one child). Retaining fewer nodes means less KV held; the coverage term keeps
-semantically different steps alive. Step embeddings come from the engine's ``embed`` call;
-clusters from average-linkage clustering at cosine distance ``cluster_distance`` (the authors use
-0.05 with a math sentence-BERT; the default here suits the engines' default character-trigram
-hashing embedder, where only near-identical steps fall within 0.3).
+semantically different steps alive.
 
-With that embedder nearly every leaf is its own cluster, so the coverage term pays
-``coverage_weight / N`` for each kept leaf and offsets the node cost. The default weights then
-prune little. On ``arith-short`` with SmolLM2-135M, ``coverage_weight=0`` (node cost alone) holds
-1.6x less KV than REBASE at the same accuracy
-(``benchmarks/results/ets-vs-rebase-kv-arith-short-smollm2``).
+Clusters come from average-linkage clustering of the leaves' latest steps at cosine distance
+``cluster_distance``, embedded by ``embedder``: a registered embedder (:mod:`ttc_plugins.embedding`,
+run in the process driving the search) or ``"engine"`` (the engine's ``embed`` call, a
+character-trigram hashing embedder by default). By default ``minilm`` (all-MiniLM-L6-v2, a
+sentence-BERT as the authors use) when its package is installed, else the engine's; the report's
+``info["embedder"]`` says which one ran. ``cluster_distance`` defaults to the embedder's own.
+The embedder matters: with the hashing one nearly every leaf is its own cluster, so the coverage
+term pays ``coverage_weight / N`` for each kept leaf, cancels the node cost and ETS prunes almost
+nothing (``benchmarks/results/ets-vs-rebase-kv-arith-short-smollm2``); a sentence embedder merges
+rewordings of one step, so coverage rewards distinct ideas, not leaves. The default ``kv_weight``
+(5) comes from a sweep with MiniLM on ``arith-short``
+(``benchmarks/results/ets-vs-rebase-minilm-arith-short-smollm2``).
 """
 
 from __future__ import annotations
@@ -38,15 +42,23 @@ import numpy as np
 from pydantic import Field
 
 from .. import hookimpl
+from ..embedding import ENGINE, HashingEmbedder, embedder_instance, resolve_embedder
 from ..types import Branch
 from .base import SearchState, allocate, node_keys, softmax
 from .rebase import Rebase, RebaseParams
 
 
 class ETSParams(RebaseParams):
-    kv_weight: float = Field(1.5, ge=0.0, description="lambda_b: cost of retained tree nodes")
+    # 5, not the authors' 1.0: with tied step scores (REBASE's shares flat) a node costs
+    # kv_weight / (|V| + 1) against a leaf's 1 / N, so the weight must clearly exceed 1 to prune;
+    # 5 is the lowest tried that holds the paper's average KV >= 1.8x below REBASE at widths 8
+    # and 16 (benchmarks/results/ets-vs-rebase-minilm-arith-short-smollm2)
+    kv_weight: float = Field(5.0, ge=0.0, description="lambda_b: cost of retained tree nodes")
     coverage_weight: float = Field(1.0, ge=0.0, description="lambda_s: reward for covered clusters")
-    cluster_distance: float = Field(0.3, gt=0.0, le=2.0, description="cosine distance threshold of a cluster")
+    cluster_distance: float | None = Field(None, gt=0.0, le=2.0,
+                                           description="cosine distance threshold of a cluster; None: the embedder's")
+    embedder: str | None = Field(None, min_length=1, description="registered embedder or 'engine' for the coverage "
+                                 "term; None: minilm when installed, else the engine's")
     ilp_time_limit_s: float = Field(5.0, gt=0.0)
 
 
@@ -131,14 +143,34 @@ def solve_retention(
 class ETS(Rebase):
     name = "ets"
     Params = ETSParams
+    # set by run(): the embedder instance (None: the engine's embed) and the cluster threshold
+    _embedder: Any = None
+    _distance: float = HashingEmbedder.cluster_distance
+
+    @classmethod
+    def check(cls, params: ETSParams, pm: Any) -> None:
+        resolve_embedder(pm, params.embedder)  # unknown or uninstallable names: 400 before the search
+
+    def run(self, s):
+        p = self.params
+        cls = resolve_embedder(s.pm, p.embedder)
+        # None: the engine embeds (with its hashing embedder unless the engine was given another)
+        self._embedder = embedder_instance(cls) if cls is not None else None
+        own = (cls or HashingEmbedder).cluster_distance
+        self._distance = p.cluster_distance if p.cluster_distance is not None else own
+        sel = yield from super().run(s)
+        used = p.coverage_weight > 0
+        sel.info["embedder"] = (cls.name if cls is not None else ENGINE) if used else None
+        sel.info["cluster_distance"] = self._distance if used else None
+        return sel
 
     def plan(self, s: SearchState, leaves: Sequence[Branch], budget: int) -> Generator[Any, Any, list[int]]:
         p = self.params
         weights = softmax([s.path_score(b) for b in leaves], p.balance_temperature)
         texts = [b.steps[-1].text if b.steps else b.text for b in leaves]
         if p.coverage_weight > 0 and len(leaves) > 1:
-            vectors = yield from s.embed(texts)
-            clusters = cluster_embeddings(vectors, p.cluster_distance)
+            vectors = yield from s.embed(texts, self._embedder)
+            clusters = cluster_embeddings(vectors, self._distance)
         else:
             clusters = [0] * len(leaves)
         outcome = [m / budget for m in allocate(weights, budget)]

@@ -14,12 +14,17 @@ class SearchCounters:
     - ``tokens_reused`` / ``tokens_computed``: prompt-side tokens served from the engine's cache
       vs run through the model (generated tokens are always computed and are counted in
       ``tokens_computed`` too);
-    - ``model_calls``: sequences the engine ran for this search (continuations, verification
-      prompts, embedded texts, scored continuations);
-    - ``engine_rounds``: batched engine calls this search took part in;
+    - ``model_calls``: sequences a model ran for this search (continuations, verification
+      prompts, scored continuations, embedded texts, whether the engine or a local embedder
+      embedded them);
+    - ``engine_rounds``: batched engine calls this search took part in (a local embedder's
+      calls are not engine rounds);
     - ``peak_kv_tokens``: the most KV tokens its live branches held at once, counting a shared
       prefix once (what a prefix-sharing engine stores); ``peak_kv_tokens_unshared`` counts each
       branch's whole sequence;
+    - ``kv_tokens_sum`` / ``kv_rounds``: the same tree's tokens *without the prompt*, summed over
+      the rounds, and the number of rounds: their ratio is the ETS paper's "average KV cache size
+      during the search" (sum both over searches before dividing to average over a problem set);
     - ``retained_nodes_peak`` / ``retained_nodes_sum``: step nodes of the search tree kept alive
       after each selection (peak, and summed over rounds);
     - ``engine_peak_kv_blocks``: the engine's own peak block count (engine-wide, from
@@ -36,9 +41,16 @@ class SearchCounters:
     branches_evicted: int = 0
     peak_kv_tokens: int = 0
     peak_kv_tokens_unshared: int = 0
+    kv_tokens_sum: int = 0
+    kv_rounds: int = 0
     retained_nodes_peak: int = 0
     retained_nodes_sum: int = 0
     engine_peak_kv_blocks: int = 0
+
+    @property
+    def kv_tokens_avg(self) -> float:
+        """Average retained-tree KV tokens per round, prompt excluded (0 before any round)."""
+        return self.kv_tokens_sum / self.kv_rounds if self.kv_rounds else 0.0
 
 
 @dataclass

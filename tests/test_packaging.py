@@ -52,7 +52,10 @@ def test_wheel_install_imports_the_namespace(wheel, tmp_path):
         "import importlib.util, sys\n"
         f"mods = [__import__(m, fromlist=['_']) for m in {SUBPACKAGES!r}]\n"
         "print('\\n'.join(m.__file__ for m in mods))\n"
-        "assert importlib.util.find_spec('kernels') is None and importlib.util.find_spec('vllm_backend') is None\n"
+        # the wheel adds no top-level kernels/vllm_backend/... (an installed HF `kernels` may exist)
+        f"for top in ('kernels', 'vllm_backend', 'sglang_backend'):\n"
+        "    spec = importlib.util.find_spec(top)\n"
+        f"    assert spec is None or not (spec.origin or '').startswith({str(target)!r}), (top, spec)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(target)}
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, check=True,
@@ -60,12 +63,58 @@ def test_wheel_install_imports_the_namespace(wheel, tmp_path):
     assert all(Path(f).is_relative_to(target / "ttc_plugins") for f in out), out
 
 
-def test_editable_install_maps_the_folders():
-    """In the development install, ttc_plugins.kernels is the repo's kernels/ folder."""
-    import ttc_plugins.kernels
-    import ttc_plugins.sglang_backend
-    import ttc_plugins.vllm_backend
+def _site_packages_of(module) -> bool:
+    return any(part in ("site-packages", "dist-packages") for part in Path(module.__file__).parts)
 
-    assert Path(ttc_plugins.kernels.__file__).parent == ROOT / "kernels"
-    assert Path(ttc_plugins.vllm_backend.__file__).parent == ROOT / "vllm_backend"
-    assert Path(ttc_plugins.sglang_backend.__file__).parent == ROOT / "sglang_backend"
+
+def test_the_suite_tests_the_installed_package():
+    """nox installs ttc-plugins as a wheel and runs pytest with PYTHONSAFEPATH=1: the tests import
+    the installed package, not the checkout's source folders."""
+    import ttc_plugins
+    import ttc_plugins.kernels
+
+    if not os.environ.get("PYTHONSAFEPATH"):
+        pytest.skip("outside nox (PYTHONSAFEPATH unset): a development run may import the checkout")
+    assert str(ROOT) not in [str(Path(p).resolve()) for p in sys.path if p], sys.path
+    assert _site_packages_of(ttc_plugins) and _site_packages_of(ttc_plugins.kernels), ttc_plugins.__file__
+
+
+def test_kernels_folder_is_not_a_package():
+    """kernels/ at the root must not be importable as a regular package named ``kernels``."""
+    assert not (ROOT / "kernels" / "__init__.py").exists()
+    assert not (ROOT / "kernels.py").exists()
+
+
+def test_python_at_the_repo_root_imports_installed_distributions():
+    """A person who runs ``python`` at the repository root gets Hugging Face's ``kernels`` (which
+    transformers imports), and ``ttc_plugins.kernels`` is ours: nothing in the checkout shadows an
+    installed distribution."""
+    pytest.importorskip("kernels", reason="Hugging Face's kernels distribution is not installed")
+    code = (
+        "import sys, transformers, kernels, ttc_plugins.kernels\n"
+        "lqr = sys.modules['ttc_plugins.kernels.lqr']  # the op function shadows the subpackage's name\n"
+        "print(kernels.__file__); print(ttc_plugins.kernels.__file__); print(lqr.__file__)\n"
+        "assert hasattr(kernels, 'get_kernel'), 'not the Hugging Face kernels module'\n"
+        "assert callable(ttc_plugins.kernels.lqr) and callable(ttc_plugins.kernels.residual_control)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONSAFEPATH", "PYTHONPATH")}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    hf_kernels, ours, lqr = (Path(p) for p in proc.stdout.split())
+    assert not hf_kernels.is_relative_to(ROOT) and "site-packages" in hf_kernels.parts, hf_kernels
+    assert ours.parent.name == "kernels" and ours.parent.parent.name == "ttc_plugins", ours
+    assert lqr.parent.name == "lqr", lqr
+
+
+def test_no_top_level_name_in_the_checkout_is_an_installed_distribution():
+    """Every folder or module at the repository root that Python could import from there is not
+    the import name of some other installed distribution."""
+    from importlib.metadata import packages_distributions
+
+    provided = packages_distributions()
+    ours = {"ttc_plugins"}
+    for entry in ROOT.iterdir():
+        name = entry.stem if entry.suffix == ".py" else entry.name
+        importable = (entry.is_dir() and (entry / "__init__.py").exists()) or entry.suffix == ".py"
+        if importable and name not in ours:
+            assert name not in provided, f"{entry.name} at the repo root shadows {provided[name]}"

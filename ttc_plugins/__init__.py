@@ -6,7 +6,17 @@ plugins. Engine adapters live in ``ttc_plugins.vllm_backend`` and ``ttc_plugins.
 kernels in ``ttc_plugins.kernels``.
 """
 
+from pathlib import Path
+
 import pluggy
+
+# Imported straight from a checkout (Python started at the repository root, no install of this
+# tree): the subpackages that setup.py maps in from the root's vllm_backend/ and sglang_backend/
+# are found there. An installed package (wheel or editable) never takes this branch's effect: its
+# subpackages sit under this folder or are mapped by the editable finder.
+_CHECKOUT = Path(__file__).resolve().parent.parent
+if (_CHECKOUT / "setup.py").is_file() and (_CHECKOUT / "vllm_backend" / "__init__.py").is_file():
+    __path__.append(str(_CHECKOUT))  # noqa: F821 - a package's __path__
 
 hookimpl = pluggy.HookimplMarker("ttc")
 

@@ -300,3 +300,15 @@ def test_frontend_beam_fields():
     assert "beam_meta_info = meta_info.copy()" in inspect.getsource(_build_beam_search_out_dict)
     src = inspect.getsource(TokenizerManager._stream_one_response)
     assert "out = build_beam_search_out(out)" in src
+
+
+def test_session_runs_the_release_it_names():
+    """nox's sglang-<version> session installs that release (its lock), and it is a supported one."""
+    import os
+
+    from ttc_plugins.engines import releases
+
+    expected = os.environ.get("TTC_ENGINE_VERSION")
+    if expected:
+        assert sglang.__version__ == expected, (sglang.__version__, expected)
+    assert sglang.__version__ in [r.version for r in releases("sglang").releases if r.status != "dropped"]

@@ -42,10 +42,13 @@ def test_unsupported_sglang_version_is_refused_with_the_supported_range(monkeypa
     import ttc_plugins.sglang_backend as backend
 
     monkeypatch.setattr(backend, "_registered", False)
-    monkeypatch.setattr(backend, "installed_sglang_version", lambda: "0.5.22")
+    from ttc_plugins.engines import releases
+
+    monkeypatch.setattr(backend, "installed_sglang_version", lambda: "0.5.18")
     with pytest.raises(SystemExit) as exc:
         backend.register()
-    assert "refusing to start" in str(exc.value) and "sglang ==0.5.23" in str(exc.value)
+    assert "refusing to start" in str(exc.value)
+    assert f"sglang 0.5.18; supported: sglang {releases('sglang').range_text}" in str(exc.value)
     assert backend._registered is False
 
 

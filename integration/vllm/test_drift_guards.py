@@ -206,3 +206,17 @@ def test_seam_logprobs_and_engine_core_output():
     assert {"req_id_to_index", "sampled_token_ids", "logprobs"} <= set(ModelRunnerOutput.__dataclass_fields__)
     assert {"kv_transfer_params", "prefill_stats", "new_token_ids", "finish_reason", "stop_reason"} <= set(
         EngineCoreOutput.__struct_fields__)
+
+
+def test_session_runs_the_release_it_names():
+    """nox's vllm-<version> session installs that release (its lock), and it is a supported one."""
+    import os
+
+    import vllm
+
+    from ttc_plugins.engines import releases
+
+    expected = os.environ.get("TTC_ENGINE_VERSION")
+    if expected:
+        assert vllm.__version__.split("+")[0] == expected, (vllm.__version__, expected)
+    assert vllm.__version__.split("+")[0] in [r.version for r in releases("vllm").releases if r.status != "dropped"]

@@ -24,9 +24,13 @@ def test_process_role_is_read_from_the_caller_of_load_plugins():
 
 
 def test_unsupported_versions_are_refused_with_the_range():
-    check_engine_version("0.5.23")
-    with pytest.raises(UnsupportedEngineError, match=r"supported: sglang ==0\.5\.23"):
-        check_engine_version("0.5.22")
+    from ttc_plugins.engines import releases
+
+    data = releases("sglang")
+    for tested in data.tested:
+        check_engine_version(tested)
+    with pytest.raises(UnsupportedEngineError, match=f"supported: sglang {data.range_text}"):
+        check_engine_version("0.5.18")
 
 
 def test_every_patch_module_is_in_the_ledger():

@@ -74,6 +74,7 @@ class FrontendState:
             self._model = ModelInfo(
                 hidden_size=getattr(hf, "hidden_size", None),
                 num_layers=getattr(hf, "num_hidden_layers", None),
+                vocab_size=getattr(mc, "vocab_size", None) or getattr(hf, "vocab_size", None),
                 vectors=self.config.vector_library(),
             )
         return self._model

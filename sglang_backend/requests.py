@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from ttc_plugins.controls.vectors import VectorLibrary
 from ttc_plugins.errors import TTCParamError
-from ttc_plugins.types import ControlSpec, KVStats, RequestContext
+from ttc_plugins.types import ControlSpec, EngineFacts, KVStats, RequestContext
 
 if TYPE_CHECKING:  # pragma: no cover
     from ttc_plugins.manager import TTCPluginManager
@@ -50,6 +50,11 @@ class ModelInfo:
     hidden_size: int | None = None
     num_layers: int | None = None
     vectors: VectorLibrary = field(default_factory=VectorLibrary)
+    vocab_size: int | None = None
+
+    @property
+    def facts(self) -> EngineFacts:
+        return EngineFacts(vocab_size=self.vocab_size, hidden_size=self.hidden_size, num_layers=self.num_layers)
 
     def extra(self) -> dict[str, Any]:
         return {"vectors": self.vectors, "hidden_size": self.hidden_size, "num_layers": self.num_layers}
@@ -92,13 +97,15 @@ def prepare_request(
     """
     if custom_params is not None and not isinstance(custom_params, Mapping):
         raise TTCParamError("custom_params", f"must be a JSON object, got {type(custom_params).__name__}")
+    model = model or ModelInfo()
+    if TTC_KEY in (custom_params or {}) and custom_params[TTC_KEY] is None:
+        raise TTCParamError("ttc", "must be a JSON object, got null; leave the key out to not use ttc")
     raw = (custom_params or {}).get(TTC_KEY)
-    params = pm.parse_params(raw)
+    params = pm.parse_params(raw, model.facts)
     if params is None:
         return None
     if params.search is not None:  # never run a search silently as one plain generation
         raise TTCParamError("ttc.search", SEARCH_NOT_A_GENERATION)
-    model = model or ModelInfo()
     ctx = RequestContext(
         request_id=request_id,
         params=params,

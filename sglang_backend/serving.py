@@ -139,6 +139,7 @@ async def handle_search(serving: Any, request: Any, raw_request: Any, params: TT
     refused = served.unsupported_feature(request, params)
     if refused is not None:
         return bad(serving, *refused)
+    params = served.with_request_limits(request, params)
     pm = get_plugin_manager()
     try:
         _, _, scorer = resolve_search(pm, params.search)
@@ -153,6 +154,10 @@ async def handle_search(serving: Any, request: Any, raw_request: Any, params: TT
         return error
     request_id = f"{'chatcmpl' if is_chat else 'cmpl'}-{uuid.uuid4().hex}"
     ops = AsyncSGLangEngineOps(serving.tokenizer_manager, pm=pm, reward_models=await _reward_models(scorer))
+    prompt_tokens = len(ops.encode(prompt))
+    too_long = served.prompt_fits(prompt_tokens, getattr(serving.tokenizer_manager, "context_len", None))
+    if too_long is not None:
+        return bad(serving, *too_long)
     try:
         (result,) = await arun_search(ops, [SearchPrompt(text=prompt, request_id=request_id)],
                                       params.search.to_json("strategy"), pm=pm)
@@ -162,7 +167,6 @@ async def handle_search(serving: Any, request: Any, raw_request: Any, params: TT
         log.exception("ttc: search request %s failed", request_id)
         return serving.create_error_response(f"search failed: {type(exc).__name__}: {exc}",
                                              err_type="InternalServerError", status_code=500)
-    prompt_tokens = len(ops.encode(prompt))
     generated = result.counters.tokens_generated
     usage = UsageInfo(prompt_tokens=prompt_tokens, completion_tokens=generated, total_tokens=prompt_tokens + generated)
     body = _response(request, request_id, result, usage, is_chat).model_dump()

@@ -75,7 +75,9 @@ def ttc_register_controls(register: Callable[[type], None]) -> None:
     :param register: call ``register(ControlClass)``; the class has a unique ``name`` (the value
         of ``ttc.control.name``), a pydantic ``Params`` model, ``resolve(params, ctx) ->
         ControlSpec`` (frontend) and ``plan(spec, slot, plan)`` (worker), see
-        :mod:`ttc_plugins.controls`.
+        :mod:`ttc_plugins.controls`. ``Params`` must bound what the control writes into the
+        residual stream so that it stays finite (a NaN or infinity written into the KV cache
+        outlives the request); an optional ``check(params, facts)`` is called as for decoders.
 
     Historic; runs in every process that builds a plugin manager.
     """
@@ -86,8 +88,13 @@ def ttc_register_decoders(register: Callable[[type], None]) -> None:
     """Register decoders: named, per-request logits processors.
 
     :param register: call ``register(DecoderClass)``; the class has a unique ``name`` (an entry of
-        ``ttc.decoding``), a pydantic ``Params`` model and ``apply(logits, rows, params)``, see
-        :mod:`ttc_plugins.decoding`.
+        ``ttc.decoding``), a pydantic ``Params`` model (a :class:`ttc_plugins.request_model.RequestModel`
+        for strict, finite, closed validation) and ``apply(logits, rows, params)``, see
+        :mod:`ttc_plugins.decoding`. An optional classmethod ``check(params, facts)`` checks the
+        validated arguments against the served model (:class:`ttc_plugins.types.EngineFacts`, e.g.
+        token ids inside the vocabulary) in the frontend, raising ``TTCParamError`` with the field
+        inside the decoder's arguments; ``apply`` runs in the engine and must never raise on a row
+        its ``check`` accepted (an exception there fails the whole batch).
 
     Historic; runs in every process that builds a plugin manager.
     """

@@ -31,6 +31,7 @@ from . import hookspecs
 from .errors import PluginLoadError
 from .params import TTCParams, parse_ttc_params
 from .registry import Registry
+from .types import EngineFacts
 
 ENTRY_POINT_GROUP = "ttc_plugins"
 # Default plugins load exactly like entry points: "module" or "module:Class". A class (here or in
@@ -192,9 +193,11 @@ class TTCPluginManager:
         """Whether any plugin implements ``hook_name`` (lets hot paths skip empty hooks)."""
         return bool(getattr(self.pm.hook, hook_name).get_hookimpls())
 
-    def parse_params(self, raw: Any) -> TTCParams | None:
-        """Validate a request's raw ``ttc`` section (see :mod:`ttc_plugins.params`)."""
-        return parse_ttc_params(raw, controls=self.controls, decoders=self.decoders, strategies=self.strategies)
+    def parse_params(self, raw: Any, facts: EngineFacts | None = None) -> TTCParams | None:
+        """Validate a request's raw ``ttc`` section (see :mod:`ttc_plugins.params`); with ``facts``
+        (the frontend's), also check it against the served model."""
+        return parse_ttc_params(raw, controls=self.controls, decoders=self.decoders, strategies=self.strategies,
+                                facts=facts)
 
     def plugins(self) -> list[PluginInfo]:
         out = []

@@ -8,12 +8,17 @@ sampling params)::
      "search":   {"strategy": "beam", "width": 4, ...},
      "beam":     {"width": 4, "length_penalty": 1.0, "early_stopping": false}}
 
-Every key is optional. Each named component validates its own arguments with its ``Params``
-model; unknown keys anywhere are errors, so a misspelled field never silently does nothing.
+Every key is optional; a key that is present must hold its section (``null`` is an error, not
+"absent"). Each named component validates its own arguments with its ``Params`` model
+(:class:`ttc_plugins.request_model.RequestModel`: strict types, finite numbers, no unknown keys),
+so a misspelled or mistyped field never silently does something else. Sizes are bounded before any
+model sees the value (nesting depth, and the frontend's JSON text), and with :class:`EngineFacts`
+each component checks its arguments against the served model (token ids inside the vocabulary).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -21,12 +26,16 @@ from pydantic import BaseModel, ValidationError
 
 from .errors import TTCParamError
 from .token_beam import BeamParams
+from .types import EngineFacts
 
 if TYPE_CHECKING:  # pragma: no cover
     from .registry import Registry
 
 ROOT = "ttc"
 _TOP_LEVEL = ("control", "decoding", "search", "beam")
+#: deepest nesting of objects/arrays a ``ttc`` section may have (the deepest legitimate one,
+#: ``search.scorer_args``' values, is 4 levels down)
+MAX_DEPTH = 16
 
 
 @dataclass(frozen=True)
@@ -64,13 +73,40 @@ class TTCParams:
         return out
 
 
-def _validate(field: str, model: type[BaseModel], args: Mapping[str, Any]) -> BaseModel:
+def check_depth(raw: Any, field: str = ROOT, max_depth: int = MAX_DEPTH) -> None:
+    """Refuse values nested deeper than ``max_depth`` (iteratively: a 3,000-deep object must be a
+    clear error, not a ``RecursionError`` somewhere later)."""
+    stack = [(raw, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, Mapping):
+            children = value.values()
+        elif isinstance(value, (list, tuple)):
+            children = value
+        else:
+            continue
+        if depth > max_depth:
+            raise TTCParamError(field, f"nested deeper than {max_depth} levels")
+        stack.extend((c, depth + 1) for c in children)
+
+
+def validate_args(field: str, model: type[BaseModel], args: Mapping[str, Any]) -> BaseModel:
+    """Validate one component's arguments, strictly, as the JSON they are on the wire: no
+    string-to-number or number-to-bool coercion, NaN/infinity refused; the error names the field."""
     try:
-        return model.model_validate(dict(args))
+        text = json.dumps(dict(args))
+    except (TypeError, ValueError) as exc:
+        raise TTCParamError(field, f"must be plain JSON values: {exc}") from None
+    try:
+        return model.model_validate_json(text, strict=True)
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err.get("loc", ()))
+        inner = (err.get("ctx") or {}).get("error")
+        if isinstance(inner, TTCParamError):  # a model validator naming a field of its own model
+            raise TTCParamError(f"{field}.{inner.field}", inner.message) from None
         raise TTCParamError(f"{field}.{loc}" if loc else field, err.get("msg", "invalid value")) from None
+
 
 
 def _named(field: str, raw: Any, registry: "Registry", name_key: str = "name") -> NamedParams:
@@ -84,41 +120,66 @@ def _named(field: str, raw: Any, registry: "Registry", name_key: str = "name") -
         raise TTCParamError(f"{field}.{name_key}", f"unknown {registry.kind} {name!r}; registered: {known}")
     component = registry.get(name)
     args = {k: v for k, v in raw.items() if k != name_key}
-    return NamedParams(name=name, args=_validate(field, component.Params, args))
+    return NamedParams(name=name, args=validate_args(field, component.Params, args))
 
 
 def parse_ttc_params(
-    raw: Any, *, controls: "Registry", decoders: "Registry", strategies: "Registry"
+    raw: Any, *, controls: "Registry", decoders: "Registry", strategies: "Registry",
+    facts: EngineFacts | None = None,
 ) -> TTCParams | None:
     """Validate a request's raw ``ttc`` value; ``None`` (absent) means the request did not opt in.
 
+    :param facts: the served model; given (in the frontend), every component with a
+        ``check(args, facts)`` checks its arguments against it.
     :raises TTCParamError: with the dotted field path, e.g. ``ttc.control.scale``.
     """
     if raw is None:
         return None
     if not isinstance(raw, Mapping):
         raise TTCParamError(ROOT, f"must be a JSON object, got {type(raw).__name__}")
+    check_depth(raw)
     unknown = sorted(set(raw) - set(_TOP_LEVEL))
     if unknown:
         raise TTCParamError(f"{ROOT}.{unknown[0]}", f"unknown field; allowed: {', '.join(_TOP_LEVEL)}")
+    for key in _TOP_LEVEL:
+        if key in raw and raw[key] is None:
+            raise TTCParamError(f"{ROOT}.{key}", "is null; leave the key out to not use it")
     control = None
-    if raw.get("control") is not None:
+    if "control" in raw:
         control = _named(f"{ROOT}.control", raw["control"], controls)
-    decoding_raw = raw.get("decoding") or []
-    if isinstance(decoding_raw, Mapping):
-        decoding_raw = [decoding_raw]
+    decoding_raw = raw.get("decoding", [])
     if not isinstance(decoding_raw, list):
-        raise TTCParamError(f"{ROOT}.decoding", "must be a list of objects, each with a 'name'")
+        raise TTCParamError(f"{ROOT}.decoding", f"must be a list of objects, each with a 'name'; got {type(decoding_raw).__name__}")
     decoding = tuple(_named(f"{ROOT}.decoding.{i}", d, decoders) for i, d in enumerate(decoding_raw))
     search = None
-    if raw.get("search") is not None:
+    if "search" in raw:
         search = _named(f"{ROOT}.search", raw["search"], strategies, name_key="strategy")
     beam = None
-    if raw.get("beam") is not None:
+    if "beam" in raw:
         if not isinstance(raw["beam"], Mapping):
             raise TTCParamError(f"{ROOT}.beam", f"must be an object, got {type(raw['beam']).__name__}")
-        beam = _validate(f"{ROOT}.beam", BeamParams, raw["beam"])
+        beam = validate_args(f"{ROOT}.beam", BeamParams, raw["beam"])
         others = [k for k in ("control", "decoding", "search") if raw.get(k)]
         if others:
             raise TTCParamError(f"{ROOT}.beam", f"cannot be combined with {ROOT}.{others[0]}")
-    return TTCParams(control=control, decoding=decoding, search=search, beam=beam)
+    params = TTCParams(control=control, decoding=decoding, search=search, beam=beam)
+    if facts is not None:
+        check_against_engine(params, facts, controls=controls, decoders=decoders)
+    return params
+
+
+def check_against_engine(params: TTCParams, facts: EngineFacts, *, controls: "Registry", decoders: "Registry") -> None:
+    """Every named component with a ``check(args, facts)`` classmethod checks its validated
+    arguments against the served model; it raises :class:`TTCParamError` with the field inside its
+    own arguments (``token_id``), which gets the request's path prefixed here."""
+    named = [(f"{ROOT}.decoding.{i}", decoders, d) for i, d in enumerate(params.decoding)]
+    if params.control is not None:
+        named.append((f"{ROOT}.control", controls, params.control))
+    for prefix, registry, item in named:
+        check = getattr(registry.get(item.name), "check", None)
+        if check is None:
+            continue
+        try:
+            check(item.args, facts)
+        except TTCParamError as exc:
+            raise TTCParamError(f"{prefix}.{exc.field}", exc.message) from None

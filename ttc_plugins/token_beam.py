@@ -29,15 +29,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Literal, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
+
+from ttc_plugins.request_model import RequestModel
 
 EarlyStopping = bool | Literal["never"]
 
 
-class BeamParams(BaseModel):
+class BeamParams(RequestModel):
     """The ``ttc.beam`` object of a request (the engine checks ``width`` against its own limit)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(frozen=True)
 
     width: int = Field(..., ge=1, description="beams kept per step")
     length_penalty: float = Field(1.0, ge=-10.0, le=10.0, description="score = logprob sum / length ** this")

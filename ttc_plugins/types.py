@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 
 __all__ = [
     "Branch",
+    "EngineFacts",
     "ControlPlan",
     "ControlSpec",
     "KVStats",
@@ -108,6 +109,17 @@ class RequestContext:
     @property
     def opted_in(self) -> bool:
         return self.params is not None
+
+
+@dataclass(frozen=True)
+class EngineFacts:
+    """What the serving engine's model is, as the frontend knows it at start: request parameters
+    are checked against it before anything reaches the engine core (a token id past the vocabulary
+    is a 400 naming the field, never an error inside the engine). ``None``: not known."""
+
+    vocab_size: int | None = None
+    hidden_size: int | None = None
+    num_layers: int | None = None
 
 
 @dataclass

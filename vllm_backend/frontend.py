@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 from ttc_plugins.errors import TTCParamError
 from ttc_plugins.params import TTCParams
-from ttc_plugins.types import ControlSpec, KVStats, RequestContext, RequestReport
+from ttc_plugins.types import ControlSpec, EngineFacts, KVStats, RequestContext, RequestReport
 
 from .config import EngineConfig, parse_engine_config
 from .wire import BRANCH_KEY, PRIVATE_KEYS, REQUEST_ID_KEY, RESOLVED_KEY
@@ -22,6 +22,8 @@ from .wire import BRANCH_KEY, PRIVATE_KEYS, REQUEST_ID_KEY, RESOLVED_KEY
 log = logging.getLogger("ttc_plugins.vllm_backend")
 
 SALT_PREFIX = "ttc:"
+#: longest ``ttc`` JSON string accepted (a steering vector of hidden size 16,384 fits many times)
+MAX_TTC_JSON = 4 * 2**20
 
 
 def _pm():
@@ -42,18 +44,25 @@ def check_branch_args(raw: Any) -> None:
             raise TTCParamError(f"{BRANCH_KEY}.{name}", "must be a non-empty string of at most 200 characters")
 
 
-def parse_request_params(raw: Any) -> TTCParams | None:
+def parse_request_params(raw: Any, facts: EngineFacts | None = None) -> TTCParams | None:
     """Validate the raw ``ttc`` value; :class:`TTCParamError` names the field.
 
     Over HTTP, ``vllm_xargs`` values are scalars, so ``"ttc"`` may also be the section as a JSON
-    string (``"vllm_xargs": {"ttc": "{\\"control\\": ...}"}``).
+    string (``"vllm_xargs": {"ttc": "{\\"control\\": ...}"}``); that string must hold an object
+    (``"null"`` is an error, not "no ttc").
     """
     if isinstance(raw, str):
+        if len(raw) > MAX_TTC_JSON:
+            raise TTCParamError("ttc", f"JSON text of {len(raw)} characters; at most {MAX_TTC_JSON}")
         try:
             raw = json.loads(raw)
         except ValueError as exc:
             raise TTCParamError("ttc", f"not valid JSON: {exc}") from None
-    return _pm().parse_params(raw)
+        except RecursionError:
+            raise TTCParamError("ttc", "nested too deeply") from None
+        if raw is None:
+            raise TTCParamError("ttc", "must be a JSON object, got null")
+    return _pm().parse_params(raw, facts)
 
 
 @dataclass
@@ -63,6 +72,7 @@ class FrontendState:
     config: EngineConfig | None
     hidden_size: int | None
     num_layers: int | None
+    vocab_size: int | None
     architecture: str | None
     controls_supported: bool
     block_size: int | None = None
@@ -96,14 +106,19 @@ class FrontendState:
         width = min(cfg.max_beam_width if cfg is not None else 16,
                     max(1, int(getattr(model_config, "max_logprobs", 20) or 20) // 2),
                     int(getattr(sched, "max_num_seqs", 256) or 256))
-        return cls(cfg, hidden, layers, arch, supported, block, uses_beam_scheduler(sched), width)
+        vocab = model_config.get_vocab_size() if hasattr(model_config, "get_vocab_size") else getattr(hf, "vocab_size", None)
+        return cls(cfg, hidden, layers, vocab, arch, supported, block, uses_beam_scheduler(sched), width)
+
+    @property
+    def facts(self) -> EngineFacts:
+        return EngineFacts(vocab_size=self.vocab_size, hidden_size=self.hidden_size, num_layers=self.num_layers)
 
     def prepare(self, raw: Any, request_id: str, prompt_token_ids: Any) -> tuple[dict[str, Any], str | None]:
         """Validate and resolve one request: (``extra_args`` entries to set, cache salt or None).
 
         :raises TTCParamError: naming the field (HTTP 400 upstream).
         """
-        params = parse_request_params(raw)
+        params = parse_request_params(raw, self.facts)
         out: dict[str, Any] = {"ttc": params.to_json() if params is not None else None, REQUEST_ID_KEY: request_id}
         if params is None:
             return out, None

@@ -66,6 +66,22 @@ def surface_beam_report(response: Any) -> Any:
     return response
 
 
+def beam_refusal(request: Any):
+    """An error response when a token beam search (``ttc.beam``) asks for a feature it cannot
+    honour on this server, else None: it answers once, when the search ends, so ``stream`` is
+    refused rather than sent as one chunk."""
+    extra = getattr(request, "vllm_xargs", None)
+    if not extra or "ttc" not in extra or not getattr(request, "stream", False):
+        return None
+    try:
+        params = frontend.parse_request_params(extra["ttc"])
+    except TTCParamError:
+        return None  # the ordinary path reports the invalid field
+    if params is not None and params.beam is not None:
+        return _bad("stream", "ttc.beam answers once, when the search ends; stream must be false")
+    return None
+
+
 def search_params_of(extra: Any) -> TTCParams | None:
     """The validated ``ttc`` section of ``vllm_xargs`` / ``extra_args`` when it asks for a search,
     else None (no ``ttc``, or ``ttc`` without ``search``: an ordinary request).
@@ -110,6 +126,7 @@ async def _run_search(serving: Any, request: Any, params: TTCParams, prompt: str
     error = _refusal(request, params)
     if error is not None:
         return error
+    params = served.with_request_limits(request, params)
     pm = get_plugin_manager()
     try:
         _, _, scorer = resolve_search(pm, params.search)  # scorer name and scorer_args, before any engine call
@@ -119,6 +136,10 @@ async def _run_search(serving: Any, request: Any, params: TTCParams, prompt: str
         ops = AsyncVLLMEngineOps(serving.engine_client, pm=pm, reward_models=await _reward_models(serving, scorer))
     except ValueError:
         return _bad("ttc.search", CHUNKED_PREFILL_MESSAGE)
+    prompt_tokens = len(ops.encode(prompt))
+    too_long = served.prompt_fits(prompt_tokens, serving.engine_client.vllm_config.model_config.max_model_len)
+    if too_long is not None:
+        return _bad(*too_long)
     search = params.search.to_json("strategy")
     try:
         (result,) = await arun_search(ops, [SearchPrompt(text=prompt, request_id=request_id)], search, pm=pm)
@@ -132,7 +153,6 @@ async def _run_search(serving: Any, request: Any, params: TTCParams, prompt: str
                                              err_type="InternalServerError",
                                              status_code=HTTPStatus.INTERNAL_SERVER_ERROR)
     report = served.report_of(result, ops, ops.block_size)
-    prompt_tokens = len(ops.encode(prompt))
     generated = result.counters.tokens_generated
     usage = UsageInfo(prompt_tokens=prompt_tokens, completion_tokens=generated, total_tokens=prompt_tokens + generated)
     return result, report, usage

@@ -43,13 +43,13 @@ def model(client) -> str:
 
 
 def _search(client, model, search, prompt=PROMPT, **kw):
-    resp = client.completions.create(model=model, prompt=prompt, max_tokens=16,
+    resp = client.completions.create(model=model, prompt=prompt,
                                      extra_body={"custom_params": {"ttc": {"search": search}}}, **kw)
     return resp, resp.model_extra["ttc"]["search"]
 
 
 def _chat_search(client, model, search, messages=MESSAGES, **kw):
-    resp = client.chat.completions.create(model=model, messages=messages, max_tokens=16,
+    resp = client.chat.completions.create(model=model, messages=messages,
                                           extra_body={"custom_params": {"ttc": {"search": search}}}, **kw)
     return resp, resp.model_extra["ttc"]["search"]
 
@@ -94,6 +94,8 @@ def test_chat_search_runs_on_the_chat_templated_prompt(client, model, engine):
     ({**SEARCH, "scorer": "prm", "scorer_args": {"model": "judge"}}, "ttc.search.scorer_args.model"),
     ({**{k: v for k, v in SEARCH.items() if k != "expand"}, "strategy": "ets", "embedder": "no_such_embedder"},
      "ttc.search.embedder"),
+    ({**SEARCH, "width": "4"}, "ttc.search.width"),  # strict: no string-to-int coercion
+    ({**SEARCH, "temperature": float("nan")}, "ttc.search.temperature"),
 ])
 @pytest.mark.parametrize("endpoint", ["completions", "chat"])
 def test_bad_search_settings_are_400_naming_the_field_and_the_server_keeps_serving(client, model, server,
@@ -118,7 +120,7 @@ def test_request_features_a_search_cannot_honour_are_400(client, model):
 
 
 def test_ttc_as_a_json_string_and_plain_requests_are_unaffected(client, model, first):
-    resp = client.completions.create(model=model, prompt=PROMPT, max_tokens=16,
+    resp = client.completions.create(model=model, prompt=PROMPT,
                                      extra_body={"custom_params": {"ttc": json.dumps({"search": SEARCH})}})
     assert resp.model_extra["ttc"]["search"]["chosen_path"] == first[1]["chosen_path"]
     plain = client.completions.create(model=model, prompt=PROMPT, max_tokens=6, temperature=0)
@@ -171,3 +173,15 @@ def test_python_search_with_the_prm_over_http_matches_hf(engine, prm_server, prm
     ops = SGLangEngineOps(engine, seeded=False, reward_models={"prm": rm})
     (res,) = run_search(ops, [SearchPrompt(text=PROMPT, request_id="py-prm")], PRM_SEARCH)
     assert res.scores == pytest.approx(_hf_step_rewards(prm_dir, PROMPT, res.chosen_path), abs=1e-4)
+
+
+def test_explicit_max_tokens_caps_the_answer_and_a_prompt_past_the_context_is_a_400(client, model, tiny_model):
+    from transformers import AutoTokenizer
+
+    resp, rep = _search(client, model, SEARCH, max_tokens=4)
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    assert len(tok(resp.choices[0].text, add_special_tokens=False)["input_ids"]) <= 4 + 1  # +1: retokenising
+    assert resp.choices[0].finish_reason == "length" and all(not c["finished"] for c in rep["candidates"])
+    with pytest.raises(openai.BadRequestError) as err:
+        _search(client, model, SEARCH, prompt="x " * 20000)
+    assert err.value.status_code == 400 and err.value.body["param"] == "prompt"

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from integration.common import scenarios
+from integration.common import bad_requests, scenarios
 
 pytest.importorskip("openai")
 
@@ -89,3 +89,42 @@ def test_bad_token_beam_returns_400_naming_the_field(client, tiny_model, beam, f
     ok = client.completions.create(model=tiny_model, prompt="x = 1", max_tokens=4,
                                    extra_body={"vllm_xargs": {"ttc": json.dumps({"beam": {"width": 2}})}})
     assert ok.choices[0].text is not None and ok.model_extra["ttc"]["beam"]["beams"]
+
+
+@pytest.mark.parametrize("case,ttc,field", bad_requests.BAD_TTC, ids=bad_requests.BAD_IDS)
+def test_bad_ttc_is_a_400_naming_the_field(client, tiny_model, case, ttc, field):
+    import openai
+
+    with pytest.raises(openai.BadRequestError) as info:
+        _complete(client, tiny_model, scenarios.PROMPTS[0], ttc, 2)
+    assert info.value.status_code == 400 and f"{field}:" in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("raw,field", [
+    ('{"x":' * 3000 + "1" + "}" * 3000, "ttc"),  # too deep for Python's json: a 400, never a 500
+    ("null", "ttc"),  # "ttc": "null" is not "no ttc"
+])
+def test_bad_ttc_json_strings_are_400s(client, tiny_model, raw, field):
+    import openai
+
+    with pytest.raises(openai.BadRequestError) as info:
+        client.completions.create(model=tiny_model, prompt=scenarios.PROMPTS[0], max_tokens=2,
+                                  extra_body={"vllm_xargs": {"ttc": raw}})
+    assert info.value.status_code == 400 and f"{field}:" in str(info.value)
+
+
+def test_after_every_bad_request_plain_requests_get_the_same_tokens(client, tiny_model, reference):
+    # runs after the bad-input tests above (file order): the server is alive and not poisoned (a
+    # NaN KV cache once turned every short plain request into [0, 0, ...])
+    for i in (0, 4, 7):
+        got = _complete(client, tiny_model, scenarios.PROMPTS[i], None)
+        scenarios.assert_matches([got], reference([scenarios.PROMPTS[i]], [None], scenarios.MAX_TOKENS), f"plain[{i}]")
+
+
+def test_token_beam_cannot_be_streamed(client, tiny_model):
+    import openai
+
+    with pytest.raises(openai.BadRequestError) as info:
+        client.completions.create(model=tiny_model, prompt="x = 1", max_tokens=4, stream=True,
+                                  extra_body={"vllm_xargs": {"ttc": json.dumps({"beam": {"width": 2}})}})
+    assert info.value.status_code == 400 and info.value.body["param"] == "stream"

@@ -75,7 +75,7 @@ def client(search_server):
 
 
 def _search(client, model, search, prompt=PROMPT, **kw):
-    resp = client.completions.create(model=model, prompt=prompt, max_tokens=16,
+    resp = client.completions.create(model=model, prompt=prompt,
                                      extra_body={"vllm_xargs": {"ttc": json.dumps({"search": search})}}, **kw)
     return resp, resp.model_extra["ttc"]["search"]
 
@@ -161,6 +161,8 @@ def test_concurrent_search_requests_all_succeed_and_do_not_affect_each_other(cli
     ({**SEARCH, "scorer": "no_such_scorer"}, "ttc.search.scorer"),
     ({**SEARCH, "scorer": "prm", "scorer_args": {"model": "judge"}}, "ttc.search.scorer_args.model"),
     ({**ETS, "embedder": "no_such_embedder"}, "ttc.search.embedder"),
+    ({**SEARCH, "width": "4"}, "ttc.search.width"),  # strict: no string-to-int coercion
+    ({**SEARCH, "temperature": float("nan")}, "ttc.search.temperature"),
 ])
 def test_bad_search_settings_are_400_naming_the_field_and_the_server_keeps_serving(client, search_server,
                                                                                   search, field):
@@ -190,6 +192,19 @@ def test_request_features_a_search_cannot_honour_are_400(client, search_server):
         assert err.value.body["param"] == field
 
 
+def test_explicit_max_tokens_caps_the_answer_and_a_prompt_past_the_context_is_a_400(client, search_server):
+    from transformers import AutoTokenizer
+
+    model = search_server["model"]
+    resp, rep = _search(client, model, SEARCH, max_tokens=4)
+    tok = AutoTokenizer.from_pretrained(model)
+    assert len(tok(resp.choices[0].text, add_special_tokens=False)["input_ids"]) <= 4 + 1  # +1: retokenising
+    assert resp.choices[0].finish_reason == "length" and all(not c["finished"] for c in rep["candidates"])
+    with pytest.raises(openai.BadRequestError) as err:
+        _search(client, model, SEARCH, prompt="x " * 20000)
+    assert err.value.status_code == 400 and err.value.body["param"] == "prompt"
+
+
 # -- the engine-served PRM as the scorer -------------------------------------------------------
 PRM_SEARCH = {**SEARCH, "scorer": "prm", "scorer_args": {"model": "prm"}, "aggregation": "min"}
 
@@ -217,7 +232,7 @@ MESSAGES = [{"role": "system", "content": "Solve step by step."}, {"role": "user
 
 
 def _chat_search(client, model, search, messages=MESSAGES, **kw):
-    resp = client.chat.completions.create(model=model, messages=messages, max_tokens=16,
+    resp = client.chat.completions.create(model=model, messages=messages,
                                           extra_body={"vllm_xargs": {"ttc": json.dumps({"search": search})}}, **kw)
     return resp, resp.model_extra["ttc"]["search"]
 

@@ -76,7 +76,7 @@ def test_reward_models_are_named_model_directories(tmp_path):
 
 
 def _state(config=EngineConfig(), supported=True):
-    return FrontendState(config=config, hidden_size=H, num_layers=4, architecture="LlamaForCausalLM",
+    return FrontendState(config=config, hidden_size=H, num_layers=4, vocab_size=2048, architecture="LlamaForCausalLM",
                          controls_supported=supported, block_size=128)
 
 

@@ -16,7 +16,9 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator, model_validator
+
+from ttc_plugins.request_model import RequestModel
 
 from .. import hookimpl
 from ..errors import TTCParamError
@@ -27,11 +29,30 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..types import RequestContext
 
 MODES = {"add": ControlPlan.MODE_ADD, "project": ControlPlan.MODE_PROJECT}
+#: largest magnitude a steering write may have in any coordinate (|scale·v_i| in ``add`` mode, |scale|
+#: in ``project`` mode). Real steering vectors are orders of magnitude below it; above it the write
+#: can overflow a half-precision residual stream to infinity, and NaN/inf written into the KV cache
+#: outlives the request (freed blocks are reused by other requests).
+MAX_WRITE = 1e4
 
 
-class SteeringParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+def check_write(vector: tuple[float, ...] | list[float], scale: float, mode: str) -> None:
+    """Refuse a steering whose write into the residual stream could stop being finite; the error
+    names the field inside the control's arguments (``vector`` or ``scale``)."""
+    if mode == "project":
+        if not any(vector):
+            raise TTCParamError("vector", "is all zeros; project mode needs a direction")
+        if abs(scale) > MAX_WRITE:
+            raise TTCParamError("scale", f"{scale:g} is above {MAX_WRITE:g} in magnitude (project mode)")
+        return
+    peak = max(abs(x) for x in vector)
+    if peak > MAX_WRITE or abs(scale) * peak > MAX_WRITE:
+        field = "vector" if peak > MAX_WRITE else "scale"
+        raise TTCParamError(field, f"scale x vector reaches {abs(scale) * peak:g}; each value of scale x vector "
+                                   f"must be within +-{MAX_WRITE:g} so that the steered states stay finite")
 
+
+class SteeringParams(RequestModel):
     layers: list[int] = Field(min_length=1, max_length=512)
     vector: Union[list[float], str]
     scale: float = 1.0
@@ -59,6 +80,12 @@ class SteeringParams(BaseModel):
             return v
         return list(check_vector(v))
 
+    @model_validator(mode="after")
+    def _finite_write(self) -> "SteeringParams":
+        if not isinstance(self.vector, str):  # a named vector is checked when it is resolved
+            check_write(self.vector, self.scale, self.mode)
+        return self
+
 
 class Steering:
     name = "steering"
@@ -74,6 +101,10 @@ class Steering:
                 raise TTCParamError("ttc.control.vector", str(exc).strip("'\"")) from None
         else:
             vector = tuple(params.vector)
+        try:
+            check_write(vector, params.scale, params.mode)
+        except TTCParamError as exc:
+            raise TTCParamError(f"ttc.control.{exc.field}", exc.message) from None
         hidden = ctx.extra.get("hidden_size")
         if hidden is not None and len(vector) != hidden:
             raise TTCParamError("ttc.control.vector", f"has {len(vector)} values; the model's hidden size is {hidden}")

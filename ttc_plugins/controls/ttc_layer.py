@@ -8,10 +8,11 @@ Horizon 0 leaves the request untouched; requests in one batch may use different 
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field
+
+from ttc_plugins.request_model import RequestModel
 
 from .. import hookimpl
 from ..errors import TTCParamError
@@ -23,19 +24,11 @@ if TYPE_CHECKING:  # pragma: no cover
 MAX_HORIZON = 1024
 
 
-class TTCLayerParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class TTCLayerParams(RequestModel):
     layers: list[int] = Field(min_length=1, max_length=512)
     horizon: int = Field(ge=0, le=MAX_HORIZON)
-    scale: float = 1.0
-
-    @field_validator("scale")
-    @classmethod
-    def _finite(cls, v: float) -> float:
-        if not math.isfinite(v):
-            raise ValueError("scale must be a finite number")
-        return v
+    # bounded like steering's writes (controls.steering.MAX_WRITE): the states must stay finite
+    scale: float = Field(1.0, ge=-1e4, le=1e4)
 
 
 class TTCLayer:

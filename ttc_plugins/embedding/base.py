@@ -7,11 +7,13 @@ from typing import ClassVar, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
+from ttc_plugins.request_model import RequestModel
 
-class EmbedderParams(BaseModel):
+
+class EmbedderParams(RequestModel):
     """No request-level arguments yet; the registry still wants a Params model per component."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(frozen=True)
 
 
 class Embedder:

@@ -14,14 +14,16 @@ from typing import TYPE_CHECKING, ClassVar, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
+from ttc_plugins.request_model import RequestModel
+
 from ..types import Branch, Score, canonical_json
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..search.engine import EngineOps
 
 
-class NoParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class NoParams(RequestModel):
+    model_config = ConfigDict(frozen=True)
 
 
 @dataclass(frozen=True)

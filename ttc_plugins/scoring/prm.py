@@ -18,7 +18,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from ttc_plugins.request_model import RequestModel
 
 from .. import hookimpl
 from ..errors import TTCParamError
@@ -69,8 +71,8 @@ class ProcessRewardScorer(Scorer):
     kind = "process"
     uses_engine = True
 
-    class Params(BaseModel):
-        model_config = ConfigDict(extra="forbid", frozen=True)
+    class Params(RequestModel):
+        model_config = ConfigDict(frozen=True)
         model: str = Field("prm", min_length=1, description="name of a reward model the engine serves")
 
     def check(self, engine: Any) -> None:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
+
+from ttc_plugins.request_model import RequestModel
 
 from .. import hookimpl
 from ..types import Score
@@ -28,8 +30,8 @@ class SelfEval(Scorer):
     kind = "process"
     uses_engine = True
 
-    class Params(BaseModel):
-        model_config = ConfigDict(extra="forbid", frozen=True)
+    class Params(RequestModel):
+        model_config = ConfigDict(frozen=True)
         template: str = Field(DEFAULT_TEMPLATE, description="with {prompt} and {path}")
         yes: str = " Yes"
         no: str | None = " No"

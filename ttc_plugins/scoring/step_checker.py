@@ -14,7 +14,9 @@ import re
 from fractions import Fraction
 from typing import Sequence
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from ttc_plugins.request_model import RequestModel
 
 from .. import hookimpl
 from ..types import Score
@@ -52,8 +54,8 @@ class ArithmeticStepChecker(Scorer):
     name = "arith_steps"
     kind = "process"
 
-    class Params(BaseModel):
-        model_config = ConfigDict(extra="forbid", frozen=True)
+    class Params(RequestModel):
+        model_config = ConfigDict(frozen=True)
         no_equation_score: float = Field(1.0, ge=0.0, le=1.0)
 
     def score(self, items: Sequence[ScoreItem], engine) -> list[Score]:

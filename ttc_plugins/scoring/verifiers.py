@@ -14,7 +14,9 @@ import re
 from fractions import Fraction
 from typing import Sequence
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from ttc_plugins.request_model import RequestModel
 
 from .. import hookimpl
 from ..types import Score
@@ -140,8 +142,8 @@ class IntegerAnswer(_FinalAnswerScorer):
 
     name = "integer_answer"
 
-    class Params(BaseModel):
-        model_config = ConfigDict(extra="forbid", frozen=True)
+    class Params(RequestModel):
+        model_config = ConfigDict(frozen=True)
         missing_score: float = Field(0.0, description="score of a path that states no answer")
 
     def matches(self, answer: str, reference) -> bool:
@@ -153,8 +155,8 @@ class MathAnswer(_FinalAnswerScorer):
 
     name = "math_answer"
 
-    class Params(BaseModel):
-        model_config = ConfigDict(extra="forbid", frozen=True)
+    class Params(RequestModel):
+        model_config = ConfigDict(frozen=True)
         missing_score: float = 0.0
         tolerance: float = Field(1e-9, ge=0.0)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from ..errors import TTCParamError
-from ..params import NamedParams, TTCParams, _validate
+from ..params import NamedParams, TTCParams, validate_args
 from ..types import Branch, KVStats, RequestContext, RequestReport
 from .base import EmbedOp, ExtendOp, ScoreOp, SearchState, SearchStrategy, Selection
 from .engine import EngineOps
@@ -56,7 +56,7 @@ def resolve_search(pm, raw: Mapping[str, Any] | NamedParams) -> tuple[type[Searc
             known = ", ".join(pm.scorers.names()) or "none"
             raise TTCParamError("ttc.search.scorer", f"unknown scorer {scorer_name!r}; registered: {known}")
         scorer_cls = pm.scorers.get(scorer_name)
-        scorer_params = _validate("ttc.search.scorer_args", scorer_cls.Params, params.scorer_args)
+        scorer_params = validate_args("ttc.search.scorer_args", scorer_cls.Params, params.scorer_args)
         scorer = scorer_cls(scorer_params)
     elif params.scorer_args:
         raise TTCParamError("ttc.search.scorer_args", "given but no scorer is selected")

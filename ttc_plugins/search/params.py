@@ -5,17 +5,19 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
+
+from ttc_plugins.request_model import RequestModel
 
 from .engine import SamplingConfig, StepStop
 
 Aggregation = Literal["last", "min", "prod", "mean"]
 
 
-class SearchParams(BaseModel):
+class SearchParams(RequestModel):
     """Shared search arguments (the ``ttc.search`` object minus ``strategy``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(frozen=True)
 
     width: int = Field(4, ge=1, le=4096, description="budget: samples / beams / particles / leaves")
     max_steps: int = Field(8, ge=1, le=1024, description="steps per path before it is cut")

@@ -8,13 +8,15 @@ request and response types.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any, Callable
 
 from ..errors import TTCParamError
 from ..params import TTCParams
 from .result import SearchResult
 
-__all__ = ["finish_reason", "report_of", "search_params_of", "single_text_prompt", "unsupported_feature"]
+__all__ = ["finish_reason", "prompt_fits", "report_of", "search_params_of", "single_text_prompt",
+           "unsupported_feature", "with_request_limits"]
 
 
 def search_params_of(raw: Any, parse: Callable[[Any], TTCParams | None]) -> TTCParams | None:
@@ -28,6 +30,8 @@ def search_params_of(raw: Any, parse: Callable[[Any], TTCParams | None]) -> TTCP
             raw = json.loads(raw)
         except ValueError as exc:
             raise TTCParamError("ttc", f"not valid JSON: {exc}") from None
+        except RecursionError:
+            raise TTCParamError("ttc", "nested too deeply") from None
     if not isinstance(raw, dict) or raw.get("search") is None:
         return None  # not a search (an invalid non-search section is the ordinary path's to report)
     params = parse(raw)
@@ -55,6 +59,32 @@ def unsupported_feature(request: Any, params: TTCParams) -> tuple[str, str] | No
         return "use_beam_search", "use ttc.search with strategy 'beam' instead"
     if getattr(request, "tools", None):
         return "tools", "not supported with ttc.search"
+    return None
+
+
+def with_request_limits(request: Any, params: TTCParams) -> TTCParams:
+    """The search as the request bounds it: an explicit ``max_tokens`` (chat: also
+    ``max_completion_tokens``) caps the answer, i.e. every path's new tokens
+    (``ttc.search.max_total_tokens`` becomes the smaller of the two)."""
+    assert params.search is not None
+    explicit = getattr(request, "model_fields_set", set())
+    caps = [getattr(request, f) for f in ("max_tokens", "max_completion_tokens")
+            if f in explicit and isinstance(getattr(request, f, None), int)]
+    if not caps:
+        return params
+    args = params.search.args
+    limit = min([args.max_total_tokens, *caps])
+    if limit == args.max_total_tokens:
+        return params
+    search = replace(params.search, args=args.model_copy(update={"max_total_tokens": limit}))
+    return replace(params, search=search)
+
+
+def prompt_fits(prompt_tokens: int, context_len: int | None) -> tuple[str, str] | None:
+    """``("prompt", why)`` when the prompt leaves no room to generate in the server's context."""
+    if context_len is not None and prompt_tokens >= context_len:
+        return "prompt", (f"{prompt_tokens} tokens; this server's context length is {context_len}, "
+                          "so the search has no room to generate")
     return None
 
 

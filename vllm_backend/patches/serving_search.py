@@ -52,6 +52,9 @@ def apply() -> None:
         except TTCParamError as exc:
             return serving._bad(exc.field, exc.message)
         if params is None:
+            refused = serving.beam_refusal(request)
+            if refused is not None:
+                return refused
             return serving.surface_beam_report(await original_completion(self, request, raw_request))
         return await serving.create_search_completion(self, request, raw_request, params)
 
@@ -62,6 +65,9 @@ def apply() -> None:
         except TTCParamError as exc:
             return serving._bad(exc.field, exc.message)
         if params is None:
+            refused = serving.beam_refusal(request)
+            if refused is not None:
+                return refused
             return serving.surface_beam_report(await original_chat(self, request, raw_request, *args, **kwargs))
         return await serving.create_search_chat_completion(self, request, raw_request, params)
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import scenarios
+from ttc_plugins.testing.tiny_model import TINY_VOCAB as VOCAB
 
-VOCAB = 2048  # the tiny model's vocabulary (ttc_plugins.testing.tiny_model)
+from . import scenarios
 
 
 def nested(depth: int) -> dict[str, Any]:

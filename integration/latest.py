@@ -1,10 +1,11 @@
 """The ``latest`` nox session's report: run the suites unlocked, then say what moved.
 
-    python integration/latest.py OUT.md LOCK [LOCK ...] -- PYTEST_ARGS...
+    python integration/latest.py OUT.md LOCK [LOCK ...] -- UNIT_PATHS... -- SMOKE_PATHS...
 
-Runs pytest on PYTEST_ARGS in this (unlocked) environment, then compares every installed
-distribution with the named locks (``requirements/<LOCK>.txt``) and writes OUT.md: the pytest
-summary and a table of the packages whose version differs from a lock. Exits with pytest's status.
+Runs pytest on the unit paths (in the Triton interpreter) and then on the engine smoke paths, in
+this (unlocked) environment, compares every installed distribution with the named locks
+(``requirements/<LOCK>.txt``) and writes OUT.md: both pytest summaries and a table of the packages
+whose version differs from a lock. Exits non-zero when either run failed.
 """
 
 from __future__ import annotations
@@ -34,14 +35,26 @@ def read_lock(name: str) -> dict[str, str]:
     return pins
 
 
-def main(argv: list[str]) -> int:
-    sep = argv.index("--")
-    out, locks, pytest_args = Path(argv[0]), argv[1:sep], argv[sep + 1:]
-    start = time.time()
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-ra", *pytest_args], capture_output=True, text=True)
+def _pytest(paths: list[str], env: dict[str, str]) -> tuple[int, str]:
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-ra", *paths], capture_output=True, text=True,
+                          env=env)
     sys.stdout.write(proc.stdout[-20000:])
     sys.stderr.write(proc.stderr[-5000:])
-    summary = next((l.strip("= ") for l in reversed(proc.stdout.splitlines()) if re.search(r"\d+ (passed|failed)", l)), "no summary")
+    lines = proc.stdout.splitlines()
+    summary = next((l.strip("= ") for l in reversed(lines) if re.search(r"\d+ (passed|failed)", l)), "no summary")
+    return proc.returncode, summary
+
+
+def main(argv: list[str]) -> int:
+    import os
+
+    first = argv.index("--")
+    second = argv.index("--", first + 1)
+    out, locks = Path(argv[0]), argv[1:first]
+    unit_paths, smoke_paths = argv[first + 1:second], argv[second + 1:]
+    start = time.time()
+    unit_rc, unit_summary = _pytest(unit_paths, {**os.environ, "TRITON_INTERPRET": "1"})
+    smoke_rc, smoke_summary = _pytest(smoke_paths, dict(os.environ))
     installed = {_norm(d.metadata["Name"]): d.version for d in distributions()}
     rows = []
     for lock in locks:
@@ -57,7 +70,8 @@ def main(argv: list[str]) -> int:
         "",
         "Command: `python3.11 -m nox -s latest`",
         "",
-        f"pytest ({' '.join(pytest_args)}): **{summary}** (exit {proc.returncode})",
+        f"- unit (`{' '.join(unit_paths)}`): **{unit_summary}** (exit {unit_rc})",
+        f"- engine smoke (`{' '.join(smoke_paths)}`): **{smoke_summary}** (exit {smoke_rc})",
         "",
         f"## What moved against the locks ({len(rows)} packages)",
         "",
@@ -68,7 +82,7 @@ def main(argv: list[str]) -> int:
     ]
     out.write_text("\n".join(lines))
     print(f"[latest] wrote {out}")
-    return proc.returncode
+    return 1 if unit_rc or smoke_rc else 0
 
 
 if __name__ == "__main__":

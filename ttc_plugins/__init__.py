@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pluggy
 
-# Imported straight from a checkout (Python started at the repository root, no install of this
-# tree): the subpackages that setup.py maps in from the root's vllm_backend/ and sglang_backend/
-# are found there. An installed package (wheel or editable) never takes this branch's effect: its
-# subpackages sit under this folder or are mapped by the editable finder.
+# Imported from a checkout (Python started at the repository root, or an editable install): the
+# subpackages that setup.py maps in from the root's vllm_backend/ and sglang_backend/ are found
+# there (for an editable install these are the folders its finder maps anyway). A wheel install
+# lives in site-packages, has no setup.py beside it, and never takes this branch.
 _CHECKOUT = Path(__file__).resolve().parent.parent
 if (_CHECKOUT / "setup.py").is_file() and (_CHECKOUT / "vllm_backend" / "__init__.py").is_file():
     __path__.append(str(_CHECKOUT))  # noqa: F821 - a package's __path__

@@ -54,10 +54,10 @@ class ModelInfo:
 
     @property
     def facts(self) -> EngineFacts:
-        return EngineFacts(vocab_size=self.vocab_size, hidden_size=self.hidden_size, num_layers=self.num_layers)
-
-    def extra(self) -> dict[str, Any]:
-        return {"vectors": self.vectors, "hidden_size": self.hidden_size, "num_layers": self.num_layers}
+        # No TTC adapter is hosted on SGLang yet: the ttc_layer control is refused (a 400 naming
+        # ttc.control.layers), never accepted and ignored.
+        return EngineFacts(vocab_size=self.vocab_size, hidden_size=self.hidden_size, num_layers=self.num_layers,
+                           ttc_layers=(), vectors=self.vectors)
 
 
 @dataclass
@@ -98,10 +98,11 @@ def prepare_request(
     if custom_params is not None and not isinstance(custom_params, Mapping):
         raise TTCParamError("custom_params", f"must be a JSON object, got {type(custom_params).__name__}")
     model = model or ModelInfo()
+    facts = model.facts
     if TTC_KEY in (custom_params or {}) and custom_params[TTC_KEY] is None:
         raise TTCParamError("ttc", "must be a JSON object, got null; leave the key out to not use ttc")
     raw = (custom_params or {}).get(TTC_KEY)
-    params = pm.parse_params(raw, model.facts)
+    params = pm.parse_params(raw, facts)
     if params is None:
         return None
     if params.search is not None:  # never run a search silently as one plain generation
@@ -111,7 +112,7 @@ def prepare_request(
         params=params,
         prompt_token_ids=tuple(prompt_token_ids or ()),
         engine=ENGINE,
-        extra=model.extra(),
+        facts=facts,
     )
     spec = pm.hook.ttc_resolve_control(ctx=ctx)
     if spec is not None:

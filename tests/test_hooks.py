@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from ttc_plugins import hookimpl
 from ttc_plugins.errors import TTCParamError
 from ttc_plugins.kv.held import HeldState
-from ttc_plugins.types import Branch, ControlPlan, ControlSpec, KVStats, RequestContext, RequestReport, Score, Step
+from ttc_plugins.types import Branch, ControlPlan, ControlSpec, EngineFacts, KVStats, RequestContext, RequestReport, Score, Step
 
 
 class NoParams(BaseModel):
@@ -22,8 +22,9 @@ def _component(name: str, **attrs):
     return type(name.title(), (), {"name": name, "Params": NoParams, **attrs})
 
 
-def _ctx(pm, raw=None, **extra):
-    return RequestContext("req-1", params=pm.parse_params(raw), extra=extra)
+def _ctx(pm, raw=None, **facts):
+    """A request's context; ``facts`` (hidden_size, num_layers, vectors, ...): its engine's."""
+    return RequestContext("req-1", params=pm.parse_params(raw), facts=EngineFacts(**facts) if facts else None)
 
 
 # -- registration ------------------------------------------------------------------------------

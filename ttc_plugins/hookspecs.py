@@ -270,10 +270,15 @@ def ttc_select_evictions(
 def ttc_resolve_control(ctx: "RequestContext") -> "ControlSpec | None":
     """Resolve a request's ``ttc.control`` parameters into a concrete :class:`ControlSpec`.
 
-    :param ctx: the request, ``ctx.params`` validated.
+    :param ctx: the request, ``ctx.params`` validated, ``ctx.facts`` the serving engine
+        (:class:`~ttc_plugins.types.EngineFacts`: hidden size, layers, hosted TTC adapters, named
+        vectors).
     :return: the spec (named vectors looked up, defaults filled) or ``None`` for no control.
         Stops at the first non-None result; the default plugin asks the registered control named
         in ``ttc.control.name``.
+    :raises TTCParamError: naming the field, for a control the engine's facts cannot honour (a
+        layer without an adapter, a vector of the wrong length, a layer past the model). The rule:
+        a control is applied as asked or refused here (HTTP 400) — never accepted and ignored.
 
     Called in the frontend, once per request, before the cache salt is computed: the spec travels
     to the worker with the request, so per-request parameters are fixed before the forward pass.

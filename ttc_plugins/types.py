@@ -95,8 +95,9 @@ class RequestContext:
     """One engine request (or one search branch's request) as plugins see it.
 
     ``params`` is the validated ``ttc`` section of the request (None when the request did not opt
-    in); ``control`` is filled by ``ttc_resolve_control`` in the frontend. ``engine`` names the
-    backend ("vllm", "sglang", or "memory" for the in-process reference engine).
+    in); ``control`` is filled by ``ttc_resolve_control`` in the frontend, against ``facts`` (the
+    serving engine). ``engine`` names the backend ("vllm", "sglang", or "memory" for the
+    in-process reference engine).
     """
 
     request_id: str
@@ -105,6 +106,8 @@ class RequestContext:
     control: ControlSpec | None = None
     engine: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    #: the serving engine (frontend side, where controls are resolved); None elsewhere
+    facts: EngineFacts | None = None
 
     @property
     def opted_in(self) -> bool:
@@ -113,13 +116,21 @@ class RequestContext:
 
 @dataclass(frozen=True)
 class EngineFacts:
-    """What the serving engine's model is, as the frontend knows it at start: request parameters
-    are checked against it before anything reaches the engine core (a token id past the vocabulary
-    is a 400 naming the field, never an error inside the engine). ``None``: not known."""
+    """What the serving engine and its model are, as the frontend knows them at start: request
+    parameters are checked against them before anything reaches the engine core (a token id past
+    the vocabulary, a control the engine cannot apply: a 400 naming the field, never an error
+    inside the engine nor a request accepted and silently ignored). ``None``: not known.
+
+    - ``ttc_layers``: decoder layers hosting a TTC adapter (empty: none; the ``ttc_layer`` control
+      is refused);
+    - ``vectors``: the server's named steering vectors (a :class:`~ttc_plugins.controls.vectors.VectorLibrary`).
+    """
 
     vocab_size: int | None = None
     hidden_size: int | None = None
     num_layers: int | None = None
+    ttc_layers: tuple[int, ...] = ()
+    vectors: Any = None
 
 
 @dataclass

@@ -111,14 +111,18 @@ class FrontendState:
 
     @property
     def facts(self) -> EngineFacts:
-        return EngineFacts(vocab_size=self.vocab_size, hidden_size=self.hidden_size, num_layers=self.num_layers)
+        controls = self.config is not None and self.config.controls
+        return EngineFacts(vocab_size=self.vocab_size, hidden_size=self.hidden_size, num_layers=self.num_layers,
+                           ttc_layers=tuple(sorted(self.config.ttc_layers)) if controls else (),
+                           vectors=self.config.vector_library() if controls else None)
 
     def prepare(self, raw: Any, request_id: str, prompt_token_ids: Any) -> tuple[dict[str, Any], str | None]:
         """Validate and resolve one request: (``extra_args`` entries to set, cache salt or None).
 
         :raises TTCParamError: naming the field (HTTP 400 upstream).
         """
-        params = parse_request_params(raw, self.facts)
+        facts = self.facts
+        params = parse_request_params(raw, facts)
         out: dict[str, Any] = {"ttc": params.to_json() if params is not None else None, REQUEST_ID_KEY: request_id}
         if params is None:
             return out, None
@@ -127,7 +131,7 @@ class FrontendState:
             params=params,
             prompt_token_ids=tuple(prompt_token_ids or ()),
             engine="vllm",
-            extra={"hidden_size": self.hidden_size, "num_layers": self.num_layers},
+            facts=facts,
         )
         if params.beam is not None:
             self.check_beam(params)
@@ -140,8 +144,6 @@ class FrontendState:
                 )
             if not self.controls_supported:
                 raise TTCParamError("ttc.control", f"model architecture {self.architecture} does not support controls")
-            ctx.extra["vectors"] = self.config.vector_library()
-            ctx.extra["ttc_layers"] = sorted(self.config.ttc_layers)
         pm = _pm()
         spec = pm.hook.ttc_resolve_control(ctx=ctx)
         if spec is not None:

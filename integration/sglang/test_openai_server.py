@@ -85,3 +85,13 @@ def test_after_every_bad_request_plain_requests_get_the_same_tokens(server, refe
         out = requests.post(f"{server}/generate", json=body, timeout=120).json()
         scenarios.assert_matches(helpers.rows([out]), reference([scenarios.PROMPTS[i]], [None], scenarios.MAX_TOKENS),
                                  f"plain[{i}]")
+
+
+def test_ttc_layer_control_is_refused_where_no_adapter_is_hosted(client):
+    """SGLang hosts no TTC adapter yet: a ttc_layer request is a 400, never accepted and ignored."""
+    ttc = {"control": {"name": "ttc_layer", "layers": [1], "horizon": 4}}
+    with pytest.raises(openai.BadRequestError) as info:
+        client.completions.create(model=_model(client), prompt=scenarios.PROMPTS[0], max_tokens=2,
+                                  extra_body={"custom_params": {"ttc": ttc}})
+    assert info.value.status_code == 400 and "ttc.control.layers:" in str(info.value)
+    assert "hosts no TTC adapter" in str(info.value)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 
 from ttc_plugins.errors import TTCParamError
-from ttc_plugins.types import ControlPlan, RequestContext
+from ttc_plugins.types import ControlPlan, EngineFacts, RequestContext
 
 
-def _ctx(pm, control, **extra):
-    return RequestContext("r", params=pm.parse_params({"control": control}), extra=extra)
+def _ctx(pm, control, ttc_layers=()):
+    return RequestContext("r", params=pm.parse_params({"control": control}),
+                          facts=EngineFacts(hidden_size=8, num_layers=4, ttc_layers=tuple(ttc_layers)))
 
 
 def test_resolve_and_plan(pm):
@@ -24,6 +25,13 @@ def test_layer_without_adapter_is_a_400(pm):
     with pytest.raises(TTCParamError) as exc:
         pm.hook.ttc_resolve_control(ctx=_ctx(pm, {"name": "ttc_layer", "layers": [1], "horizon": 4}, ttc_layers=[2]))
     assert exc.value.field == "ttc.control.layers" and "adapters at: 2" in exc.value.message
+
+
+def test_an_engine_hosting_no_adapter_refuses_the_control(pm):
+    """SGLang hosts no TTC adapter yet: the control is a 400 there, never accepted and ignored."""
+    with pytest.raises(TTCParamError) as exc:
+        pm.hook.ttc_resolve_control(ctx=_ctx(pm, {"name": "ttc_layer", "layers": [1], "horizon": 4}))
+    assert exc.value.field == "ttc.control.layers" and "hosts no TTC adapter" in exc.value.message
 
 
 @pytest.mark.parametrize("horizon", [-1, 5000, "long"])

@@ -22,7 +22,7 @@ from ttc_plugins.request_model import RequestModel
 
 from .. import hookimpl
 from ..errors import TTCParamError
-from ..types import ControlPlan, ControlSpec
+from ..types import ControlPlan, ControlSpec, EngineFacts
 from .vectors import VectorLibrary, check_vector
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -93,8 +93,9 @@ class Steering:
 
     @classmethod
     def resolve(cls, params: SteeringParams, ctx: "RequestContext") -> ControlSpec:
+        facts = ctx.facts or EngineFacts()
         if isinstance(params.vector, str):
-            library: VectorLibrary = ctx.extra.get("vectors") or VectorLibrary()
+            library: VectorLibrary = facts.vectors or VectorLibrary()
             try:
                 vector = library.get(params.vector)
             except (KeyError, ValueError) as exc:
@@ -105,10 +106,10 @@ class Steering:
             check_write(vector, params.scale, params.mode)
         except TTCParamError as exc:
             raise TTCParamError(f"ttc.control.{exc.field}", exc.message) from None
-        hidden = ctx.extra.get("hidden_size")
+        hidden = facts.hidden_size
         if hidden is not None and len(vector) != hidden:
             raise TTCParamError("ttc.control.vector", f"has {len(vector)} values; the model's hidden size is {hidden}")
-        num_layers = ctx.extra.get("num_layers")
+        num_layers = facts.num_layers
         if num_layers is not None and max(params.layers) >= num_layers:
             raise TTCParamError("ttc.control.layers", f"the model has {num_layers} decoder layers (0..{num_layers - 1})")
         return ControlSpec.build(

@@ -37,12 +37,12 @@ class TTCLayer:
 
     @classmethod
     def resolve(cls, params: TTCLayerParams, ctx: "RequestContext") -> ControlSpec:
-        # The backend lists the layers that host an adapter; without any, the control is unusable.
-        hosted = ctx.extra.get("ttc_layers")
-        if hosted is not None:
-            missing = sorted(set(params.layers) - set(hosted))
+        # The engine's facts list the layers that host an adapter; a layer without one (on an engine
+        # that hosts none: every layer) is refused, never accepted and ignored.
+        if ctx.facts is not None:
+            missing = sorted(set(params.layers) - set(ctx.facts.ttc_layers))
             if missing:
-                where = ", ".join(map(str, sorted(hosted))) or "none (configure ttc.ttc_layers on the server)"
+                where = ", ".join(map(str, sorted(ctx.facts.ttc_layers))) or "none (this server hosts no TTC adapter)"
                 raise TTCParamError("ttc.control.layers", f"no TTC adapter at layer(s) {missing}; adapters at: {where}")
         return ControlSpec.build(cls.name, params.layers, {"horizon": params.horizon, "scale": params.scale})
 

@@ -193,24 +193,11 @@ def test_fuzzed_ttc_sections_get_a_2xx_or_a_400_naming_the_field_and_never_hurt_
 
     from ttc_plugins.testing import fuzz
 
-    def send(section, fields):
-        body = {"model": model, "prompt": "x = 1", "max_tokens": fuzz.MAX_TOKENS, **fields,
-                "custom_params": {"ttc": fuzz.as_json_text_if_needed(section)}}
-        try:
-            r = requests.post(f"{server}/v1/completions", json=body, timeout=120)
-        except requests.Timeout:
-            return None, None
-        try:
-            return r.status_code, r.json()
-        except ValueError:
-            return r.status_code, r.text[:2000]
-
-    def health():
-        plain = client.completions.create(model=model, prompt="x = 1", max_tokens=2)
-        assert plain.usage.completion_tokens == 2
-        resp, rep = _search(client, model, {**SEARCH, "max_steps": 1})
-        assert rep["chosen_branch_id"] is not None
+    def search_ok():
+        assert _search(client, model, {**SEARCH, "max_steps": 1})[1]["chosen_branch_id"] is not None
         assert requests.get(f"{server}/health", timeout=10).status_code == 200
 
-    tally = fuzz.run("sglang", send, health, os.environ.get("TTC_RELIABILITY_OUT"))
+    tally = fuzz.run("sglang", server, model,
+                     lambda section: {"custom_params": {"ttc": fuzz.as_json_text_if_needed(section)}}, search_ok,
+                     os.environ.get("TTC_RELIABILITY_OUT"))
     assert tally.server_errors == tally.timeouts == 0 and not tally.unnamed

@@ -380,30 +380,12 @@ def test_seam_serving_search():
 
 # -- fuzzed requests (issue: reliability under bad input) --------------------------------------
 def test_fuzzed_ttc_sections_get_a_2xx_or_a_400_naming_the_field_and_never_hurt_the_server(client, search_server):
-    import requests
-
     from ttc_plugins.testing import fuzz
 
-    url = search_server["base_url"] + "/v1/completions"
-    model = search_server["model"]
+    def search_ok():
+        assert _search(client, search_server["model"], {**SEARCH, "max_steps": 1})[1]["chosen_branch_id"] is not None
 
-    def send(section, fields):
-        body = {"model": model, "prompt": "x = 1", "max_tokens": fuzz.MAX_TOKENS, **fields,
-                "vllm_xargs": {"ttc": json.dumps(section)}}
-        try:
-            r = requests.post(url, json=body, timeout=120)
-        except requests.Timeout:
-            return None, None
-        try:
-            return r.status_code, r.json()
-        except ValueError:
-            return r.status_code, r.text[:2000]
-
-    def health():
-        plain = client.completions.create(model=model, prompt="x = 1", max_tokens=2)
-        assert plain.usage.completion_tokens == 2
-        resp, rep = _search(client, model, {**SEARCH, "max_steps": 1})
-        assert rep["chosen_branch_id"] is not None
-
-    tally = fuzz.run("vllm", send, health, os.environ.get("TTC_RELIABILITY_OUT"))
+    tally = fuzz.run("vllm", search_server["base_url"], search_server["model"],
+                     lambda section: {"vllm_xargs": {"ttc": json.dumps(section)}}, search_ok,
+                     os.environ.get("TTC_RELIABILITY_OUT"))
     assert tally.server_errors == tally.timeouts == 0 and not tally.unnamed

@@ -15,7 +15,7 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from hypothesis import strategies as st
 
@@ -150,32 +150,54 @@ def check_case(tally: Tally, status: int | None, body: Any, case: Any) -> None:
         raise AssertionError(f"a {status} that names no field: {message[:1000]!r} for {case!r:.1000}")
 
 
-def run(engine: str, send, health, out_dir: str | None = None) -> Tally:
-    """Run ``EXAMPLES`` fuzzed cases: ``send(section, request_fields) -> (status | None, body)``
-    answers one; ``health()`` checks that a valid plain request and a valid search still succeed
-    (after every ``CHECK_EVERY`` cases and at the end). Writes the tally as JSON to
-    ``out_dir/fuzz-<engine>.json`` when given."""
+def post(url: str, body: dict[str, Any], timeout: float = 120) -> tuple[int | None, Any]:
+    """POST ``body``; ``(status, parsed body)``, or ``(None, None)`` when no answer came in time."""
+    import requests
+
+    try:
+        r = requests.post(url, json=body, timeout=timeout)
+    except requests.Timeout:
+        return None, None
+    try:
+        return r.status_code, r.json()
+    except ValueError:
+        return r.status_code, r.text[:2000]
+
+
+def run(engine: str, base_url: str, model: str, carry: Callable[[Any], dict[str, Any]],
+        search_ok: Callable[[], None], out_dir: str | None = None) -> Tally:
+    """Run ``EXAMPLES`` fuzzed ``/v1/completions`` cases against the server at ``base_url``;
+    ``carry(section)`` is the body entry that carries a ``ttc`` section on this engine. After
+    every ``CHECK_EVERY`` cases and at the end, a plain request must succeed and ``search_ok()``
+    (a valid search) must pass. Writes the tally as JSON to ``out_dir/fuzz-<engine>.json`` when
+    given."""
     import json
     from pathlib import Path
 
     from hypothesis import HealthCheck, given, settings
 
     tally = Tally(engine)
+    url = f"{base_url}/v1/completions"
+
+    def health() -> None:
+        status, body = post(url, {"model": model, "prompt": "x = 1", "max_tokens": 2})
+        assert status == 200 and body["usage"]["completion_tokens"] == 2, (status, body)
+        search_ok()
+        tally.checks += 1
 
     @settings(max_examples=EXAMPLES, deadline=None, database=None,
               derandomize=os.environ.get("TTC_FUZZ_RANDOM") != "1",
               suppress_health_check=list(HealthCheck))
     @given(section=sections, fields=request_fields)
     def one(section, fields):
-        status, body = send(section, fields)
-        check_case(tally, status, body, {"ttc": section, **fields})
+        body = {"model": model, "prompt": "x = 1", "max_tokens": MAX_TOKENS, **fields, **carry(section)}
+        status, answer = post(url, body)
+        check_case(tally, status, answer, {"ttc": section, **fields})
         if tally.cases % CHECK_EVERY == 0:
             health()
-            tally.checks += 1
 
     one()
     health()
-    tally.checks += 1
     if out_dir:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         (Path(out_dir) / f"fuzz-{engine}.json").write_text(json.dumps(tally.as_dict(), indent=1))

@@ -176,15 +176,9 @@ def test_python_search_with_the_prm_over_http_matches_hf(engine, prm_server, prm
 
 
 def test_explicit_max_tokens_caps_the_answer_and_a_prompt_past_the_context_is_a_400(client, model, tiny_model):
-    from transformers import AutoTokenizer
+    from integration.common.bad_requests import check_search_request_limits
 
-    resp, rep = _search(client, model, SEARCH, max_tokens=4)
-    tok = AutoTokenizer.from_pretrained(tiny_model)
-    assert len(tok(resp.choices[0].text, add_special_tokens=False)["input_ids"]) <= 4 + 1  # +1: retokenising
-    assert resp.choices[0].finish_reason == "length" and all(not c["finished"] for c in rep["candidates"])
-    with pytest.raises(openai.BadRequestError) as err:
-        _search(client, model, SEARCH, prompt="x " * 20000)
-    assert err.value.status_code == 400 and err.value.body["param"] == "prompt"
+    check_search_request_limits(lambda s, **kw: _search(client, model, s, **kw), tiny_model, SEARCH)
 
 
 # -- fuzzed requests (issue: reliability under bad input) --------------------------------------

@@ -29,7 +29,7 @@ from ttc_plugins.errors import TTCParamError
 from ttc_plugins.params import TTCParams
 from ttc_plugins.search import serving as served
 
-from . import frontend
+from . import compat, frontend
 
 log = logging.getLogger("ttc_plugins.vllm_backend")
 
@@ -48,10 +48,9 @@ BEAM_RESULT_KEY = "ttc_beam"  # beam_scheduler.RESULT_KEY
 
 
 def _bad(field: str, message: str):
-    from vllm.entrypoints.serve.exception_handling.error_response import create_error_response
     from vllm.exceptions import VLLMValidationError
 
-    return create_error_response(VLLMValidationError(f"{field}: {message}", parameter=field))
+    return compat.create_error_response()(VLLMValidationError(f"{field}: {message}", parameter=field))
 
 
 def surface_beam_report(response: Any) -> Any:
@@ -116,7 +115,7 @@ async def _reward_models(serving: Any, scorer: Any) -> dict[str, Any]:
 async def _run_search(serving: Any, request: Any, params: TTCParams, prompt: str, request_id: str) -> Any:
     """Run the search of ``request`` on ``prompt`` on ``serving.engine_client``: ``(result, report,
     usage)`` or an ``ErrorResponse``. Shared by completions and chat."""
-    from vllm.entrypoints.serve.engine.protocol import UsageInfo
+    UsageInfo = compat.usage_info_class()
 
     from ttc_plugins.manager import get_plugin_manager
     from ttc_plugins.search.driver import SearchPrompt, arun_search, resolve_search

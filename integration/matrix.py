@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "integration" / "results" / "matrix.md"
 LOGS = ROOT / "integration" / "results" / "logs"
-HEADER = "| session | suite | result | passed | failed | skipped | minutes |"
+HEADER = "| session | suite | result | passed | failed | skipped | minutes | commit |"
 
 
 def sessions_tagged(tag: str) -> list[str]:
@@ -48,8 +48,12 @@ def run(session: str) -> str:
     suite = "integration/refused" if session.startswith("refused") else (
         "integration/vllm" if session.startswith("vllm") else "integration/sglang")
     result = "passed" if rc == 0 else "failed"
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
+                           text=True).stdout.strip()
     row = (f"| {session} | {suite} | {result} | {_count(text, 'passed')} | {_count(text, 'failed') + _count(text, 'error')} "
-           f"| {_count(text, 'skipped')} | {minutes:.1f} |")
+           f"| {_count(text, 'skipped')} | {minutes:.1f} | {commit}{'+changes' if dirty else ''} |")
     print(row, flush=True)
     return row
 
@@ -65,14 +69,15 @@ def main(argv: list[str]) -> int:
     started = datetime.datetime.now(datetime.timezone.utc)
     rows = {s: run(s) for s in wanted}
     order = sessions_tagged("matrix")
-    table = [rows.get(s) or old.get(s) or f"| {s} | | not run | | | | |" for s in order]
+    table = [rows.get(s) or old.get(s) or f"| {s} | | not run | | | | | |" for s in order]
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text("\n".join([
         "# Engine release matrix",
         "",
         "Every supported release runs the same integration suite, unchanged, in its own environment",
         "(`requirements/<session>.txt`); `refused(engine=...)` checks that a release outside the range is",
-        "refused at start with the range named.",
+        "refused at start with the range named. Rows of sessions not run in the last run are kept from",
+        "earlier runs; `commit` says which code each row ran.",
         "",
         f"Last run: {started:%Y-%m-%d %H:%M} UTC, sessions {', '.join(wanted)}; load average at start "
         f"{load[0]:.2f}; 2-core CPU machine.",
@@ -80,7 +85,7 @@ def main(argv: list[str]) -> int:
         "Command: `python3.11 integration/matrix.py` (all) or `python3.11 integration/matrix.py SESSION ...`",
         "",
         HEADER,
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
         *table,
         "",
     ]))

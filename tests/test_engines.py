@@ -55,7 +55,7 @@ def _matrix_rows() -> dict[str, str]:
     rows = {}
     for line in path.read_text().splitlines():
         cells = [c.strip() for c in line.split("|")[1:-1]]
-        if len(cells) == 7 and cells[0] not in ("session", "---"):
+        if len(cells) == 8 and cells[0] not in ("session", "---"):
             rows[cells[0]] = cells[2]
     return rows
 

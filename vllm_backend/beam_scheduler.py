@@ -243,7 +243,13 @@ class TTCScheduler(Scheduler):
         # parked lanes and the slots a search has not forked into yet are taken: vLLM's own
         # admission of new requests must leave them free
         unused = sum(s.beam.width - len(s.lanes) for s in self._searches.values())
-        self.max_num_running_reqs = max(0, cap - len(self._parked) - unused)
+        reserved = len(self._parked) + unused
+        # vLLM >= 0.31 admits waiting requests against max_num_active_reqs (fixed at start) and
+        # then asserts len(running) <= max_num_running_reqs: both caps must shrink together.
+        active_cap = getattr(self, "max_num_active_reqs", None)
+        self.max_num_running_reqs = max(0, cap - reserved)
+        if active_cap is not None:
+            self.max_num_active_reqs = max(0, active_cap - reserved)
         while self._pending_forks and len(self.running) < self.max_num_running_reqs:
             # forked children already hold their KV: they run before vLLM's waiting queue
             self._run_forked(self._pending_forks.pop(next(iter(self._pending_forks))))
@@ -251,6 +257,8 @@ class TTCScheduler(Scheduler):
             out = super().schedule(*args, **kwargs)
         finally:
             self.max_num_running_reqs = cap
+            if active_cap is not None:
+                self.max_num_active_reqs = active_cap
         for rid, n in out.num_scheduled_tokens.items():
             search = self._lane_search.get(rid)
             if search is not None:

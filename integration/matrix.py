@@ -28,7 +28,7 @@ HEADER = "| session | suite | result | passed | failed | skipped | minutes | com
 def sessions_tagged(tag: str) -> list[str]:
     out = subprocess.run([sys.executable, "-m", "nox", "-t", tag, "--list-sessions"], cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout
-    return [m.group(1) for m in re.finditer(r"^[*-] (\S+)", out, re.M)]
+    return [m.group(1) for m in re.finditer(r"^\* (\S+)", out, re.M)]  # selected by the tag
 
 
 def _count(text: str, word: str) -> int:
@@ -58,12 +58,23 @@ def run(session: str) -> str:
     return row
 
 
+def dropped_releases() -> list[str]:
+    """The releases the engine files drop, with their reasons (they have no session)."""
+    import tomllib
+
+    lines = []
+    for engine in ("vllm", "sglang"):
+        data = tomllib.loads((ROOT / "ttc_plugins" / "engines" / f"{engine}.toml").read_text())
+        lines += [f"- {engine} {r['version']}: {r['reason']}" for r in data["releases"] if r["status"] == "dropped"]
+    return lines
+
+
 def main(argv: list[str]) -> int:
     wanted = argv or sessions_tagged("matrix")
     old = {}
     if OUT.exists():
         for line in OUT.read_text().splitlines():
-            if line.startswith("| ") and not line.startswith(("| session", "|---")):
+            if line.startswith("| ") and not line.startswith(("| session", "|---")) and line.count("|") == 9:
                 old[line.split("|")[1].strip()] = line
     load = os.getloadavg()
     started = datetime.datetime.now(datetime.timezone.utc)
@@ -87,6 +98,10 @@ def main(argv: list[str]) -> int:
         HEADER,
         "|---|---|---|---|---|---|---|---|",
         *table,
+        "",
+        "## Dropped releases (no session; the reason is in `ttc_plugins/engines/<engine>.toml`)",
+        "",
+        *dropped_releases(),
         "",
     ]))
     print(f"[matrix] wrote {OUT}")

@@ -36,8 +36,9 @@ import itertools
 import json
 import logging
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from vllm.v1.core.sched.output import CachedRequestData, NewRequestData, SchedulerOutput
 from vllm.v1.core.sched.scheduler import Scheduler
@@ -77,6 +78,25 @@ class _Search:
     peak_blocks: int = 0
     prefill_stats: Any = None
     eos_ids: tuple[int, ...] = ()
+
+
+@contextmanager
+def reserved_slots(scheduler: Any, n: int) -> Iterator[None]:
+    """Within the block, ``n`` request slots are taken (parked beam lanes, slots a search has not
+    forked into yet): vLLM's own admission into RUNNING must leave them free. vLLM checks
+    ``max_num_running_reqs`` (all releases) and, from 0.31, admits waiting requests against
+    ``max_num_active_reqs`` and then asserts ``len(running) <= max_num_running_reqs``: both caps
+    shrink together (lowering only the first let a beam plus plain requests at capacity trip that
+    assert and kill the engine core)."""
+    caps = {name: getattr(scheduler, name) for name in ("max_num_running_reqs", "max_num_active_reqs")
+            if getattr(scheduler, name, None) is not None}
+    for name, cap in caps.items():
+        setattr(scheduler, name, max(0, cap - n))
+    try:
+        yield
+    finally:
+        for name, cap in caps.items():
+            setattr(scheduler, name, cap)
 
 
 class TTCScheduler(Scheduler):
@@ -237,28 +257,16 @@ class TTCScheduler(Scheduler):
         return super().get_num_unfinished_requests() + len(self._held) + len(self._pending_forks)
 
     def schedule(self, *args: Any, **kwargs: Any) -> SchedulerOutput:
-        cap = self.max_num_running_reqs
         self.held_branches.before_schedule()
-        self._admit_held(cap)
+        self._admit_held(self.max_num_running_reqs)
         # parked lanes and the slots a search has not forked into yet are taken: vLLM's own
         # admission of new requests must leave them free
         unused = sum(s.beam.width - len(s.lanes) for s in self._searches.values())
-        reserved = len(self._parked) + unused
-        # vLLM >= 0.31 admits waiting requests against max_num_active_reqs (fixed at start) and
-        # then asserts len(running) <= max_num_running_reqs: both caps must shrink together.
-        active_cap = getattr(self, "max_num_active_reqs", None)
-        self.max_num_running_reqs = max(0, cap - reserved)
-        if active_cap is not None:
-            self.max_num_active_reqs = max(0, active_cap - reserved)
-        while self._pending_forks and len(self.running) < self.max_num_running_reqs:
-            # forked children already hold their KV: they run before vLLM's waiting queue
-            self._run_forked(self._pending_forks.pop(next(iter(self._pending_forks))))
-        try:
+        with reserved_slots(self, len(self._parked) + unused):
+            while self._pending_forks and len(self.running) < self.max_num_running_reqs:
+                # forked children already hold their KV: they run before vLLM's waiting queue
+                self._run_forked(self._pending_forks.pop(next(iter(self._pending_forks))))
             out = super().schedule(*args, **kwargs)
-        finally:
-            self.max_num_running_reqs = cap
-            if active_cap is not None:
-                self.max_num_active_reqs = active_cap
         for rid, n in out.num_scheduled_tokens.items():
             search = self._lane_search.get(rid)
             if search is not None:

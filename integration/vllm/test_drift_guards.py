@@ -54,10 +54,12 @@ def vllm_config():
     return config
 
 
-def _scheduler(vllm_config, num_blocks: int = 16):
-    """vLLM's own scheduler over a KV cache of ``num_blocks`` blocks of one full-attention group."""
+def _scheduler(vllm_config, num_blocks: int = 16, cls=None):
+    """vLLM's own scheduler (or ``cls``, a subclass) over a KV cache of ``num_blocks`` blocks of one
+    full-attention group."""
     import torch
     from vllm.v1.core.sched.scheduler import Scheduler
+
     from vllm.v1.kv_cache_interface import FullAttentionSpec, KVCacheConfig, KVCacheGroupSpec
     from vllm.v1.structured_output import StructuredOutputManager
 
@@ -66,17 +68,17 @@ def _scheduler(vllm_config, num_blocks: int = 16):
     spec = FullAttentionSpec(block_size=block_size, num_kv_heads=1, head_size=8, dtype=torch.float32)
     kv_cache_config = KVCacheConfig(num_blocks=num_blocks, kv_cache_tensors=[],
                                     kv_cache_groups=[KVCacheGroupSpec(["model.layers.0.self_attn.attn"], spec)])
-    return Scheduler(vllm_config=vllm_config, kv_cache_config=kv_cache_config,
-                     structured_output_manager=StructuredOutputManager(vllm_config), block_size=block_size)
+    return (cls or Scheduler)(vllm_config=vllm_config, kv_cache_config=kv_cache_config,
+                              structured_output_manager=StructuredOutputManager(vllm_config), block_size=block_size)
 
 
-def _request(request_id: str, num_tokens: int):
+def _request(request_id: str, num_tokens: int, extra_args: dict | None = None):
     """An engine-core ``Request`` built with the keywords ``beam_scheduler._fork`` passes."""
     from vllm import SamplingParams
     from vllm.v1.request import Request
 
     return Request(request_id=request_id, prompt_token_ids=list(range(1, num_tokens + 1)),
-                   sampling_params=SamplingParams(max_tokens=4), pooling_params=None, client_index=0,
+                   sampling_params=SamplingParams(max_tokens=4, extra_args=extra_args), pooling_params=None, client_index=0,
                    arrival_time=0.0, lora_request=None, cache_salt=None, priority=0, block_hasher=None)
 
 
@@ -335,18 +337,36 @@ def test_seam_scheduler_cls_subclass(vllm_config):
         assert hasattr(scheduler, attr), attr
     assert scheduler.max_num_running_reqs == vllm_config.scheduler_config.max_num_seqs
     assert scheduler.max_model_len == vllm_config.model_config.max_model_len
-    # TTCScheduler.schedule lowers max_num_running_reqs for the parent call while lanes are parked
-    # or slots reserved: vLLM's admission into RUNNING must stop at that cap
+    # TTCScheduler.schedule reserves slots (beam_scheduler.reserved_slots lowers vLLM's caps) for
+    # the parent call while lanes are parked: vLLM's admission into RUNNING must stop there
+    from ttc_plugins.vllm_backend.beam_scheduler import reserved_slots
+
     for i in range(3):
         scheduler.add_request(_request(f"r{i}", 8))
-    scheduler.max_num_running_reqs = 2
-    try:
-        out = scheduler.schedule()
-    except AssertionError:  # vLLM's own end-of-step check: len(running) <= max_num_running_reqs
-        out = None
-    assert len(scheduler.running) == 2, (f"admission into RUNNING no longer stops at max_num_running_reqs: "
-                                         f"{len(scheduler.running)} running with the cap lowered to 2")
+    with reserved_slots(scheduler, scheduler.max_num_running_reqs - 2):
+        try:
+            out = scheduler.schedule()
+        except AssertionError:  # vLLM's own end-of-step check: len(running) <= max_num_running_reqs
+            out = None
+    assert len(scheduler.running) == 2, (f"admission into RUNNING no longer stops at the reserved cap: "
+                                         f"{len(scheduler.running)} running with 2 slots left")
     assert len(out.scheduled_new_reqs) == 2
+    assert scheduler.max_num_running_reqs == vllm_config.scheduler_config.max_num_seqs  # restored
+
+
+def test_ttc_scheduler_with_a_beam_and_plain_requests_at_capacity_keeps_vllms_invariant(vllm_config):
+    """Regression (vLLM 0.31+): a width-3 beam and 3 plain requests on 4 slots. The beam's reserved
+    slots must keep vLLM's admission below its own end-of-step assert (len(running) <=
+    max_num_running_reqs), which used to fire and kill the engine core."""
+    from ttc_plugins.vllm_backend.beam_scheduler import TTCScheduler
+
+    scheduler = _scheduler(vllm_config, num_blocks=32, cls=TTCScheduler)
+    scheduler.add_request(_request("beam", 4, {"ttc": {"beam": {"width": 3}}}))
+    for i in range(3):
+        scheduler.add_request(_request(f"plain{i}", 4))
+    scheduler.schedule()  # raised AssertionError before the fix
+    assert len(scheduler.running) <= vllm_config.scheduler_config.max_num_seqs
+    assert scheduler.max_num_running_reqs == vllm_config.scheduler_config.max_num_seqs
 
 
 def test_seam_model_runner_takes_new_requests_with_computed_tokens_and_block_copies(vllm_config):
@@ -467,3 +487,18 @@ def test_session_runs_the_release_it_names():
     if expected:
         assert vllm.__version__.split("+")[0] == expected, (vllm.__version__, expected)
     assert vllm.__version__.split("+")[0] in [r.version for r in releases("vllm").releases if r.status != "dropped"]
+
+
+def test_seam_compat_symbols():
+    """``vllm_backend.compat``: each moved symbol resolves on this release with the shape the
+    search server uses (see LEDGER.md, "symbols that moved")."""
+    from http import HTTPStatus
+
+    from ttc_plugins.vllm_backend import compat
+
+    usage = compat.usage_info_class()(prompt_tokens=3, completion_tokens=2, total_tokens=5)
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (3, 2, 5)
+    from vllm.exceptions import VLLMValidationError
+
+    error = compat.create_error_response()(VLLMValidationError("ttc.x: bad", parameter="ttc.x"))
+    assert error.error.code == HTTPStatus.BAD_REQUEST and error.error.param == "ttc.x", error

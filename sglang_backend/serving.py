@@ -170,7 +170,7 @@ async def handle_search(serving: Any, request: Any, raw_request: Any, params: TT
     generated = result.counters.tokens_generated
     usage = UsageInfo(prompt_tokens=prompt_tokens, completion_tokens=generated, total_tokens=prompt_tokens + generated)
     body = _response(request, request_id, result, usage, is_chat).model_dump()
-    body["ttc"] = {"search": served.report_of(result, ops, ops.page_size)}
+    body["ttc"] = {"search": served.report_of(result, ops, ops.page_size, params)}
     return ORJSONResponse(content=body)
 
 

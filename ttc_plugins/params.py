@@ -36,6 +36,8 @@ _TOP_LEVEL = ("control", "decoding", "search", "beam")
 #: deepest nesting of objects/arrays a ``ttc`` section may have (the deepest legitimate one,
 #: ``search.scorer_args``' values, is 4 levels down)
 MAX_DEPTH = 16
+#: longest ``ttc`` section accepted as JSON text (a steering vector of hidden size 16,384 fits many times)
+MAX_JSON_TEXT = 4 * 2**20
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,26 @@ class TTCParams:
         if self.beam is not None:
             out["beam"] = self.beam.model_dump(mode="json")
         return out
+
+
+def decode_json_text(raw: str) -> Any:
+    """A ``ttc`` section sent as JSON text (vLLM's ``vllm_xargs`` values are scalars; SGLang
+    accepts the text too), decoded with its size bounded; the text must hold an object (``"null"``
+    is an error, not "no ttc").
+
+    :raises TTCParamError: naming ``ttc``.
+    """
+    if len(raw) > MAX_JSON_TEXT:
+        raise TTCParamError(ROOT, f"JSON text of {len(raw)} characters; at most {MAX_JSON_TEXT}")
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise TTCParamError(ROOT, f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise TTCParamError(ROOT, "nested too deeply") from None
+    if value is None:
+        raise TTCParamError(ROOT, "must be a JSON object, got null")
+    return value
 
 
 def check_depth(raw: Any, field: str = ROOT, max_depth: int = MAX_DEPTH) -> None:

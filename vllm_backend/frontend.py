@@ -6,14 +6,13 @@ Called from the two patches in :mod:`.patches`; engine objects stay there.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 from ttc_plugins.errors import TTCParamError
-from ttc_plugins.params import TTCParams
+from ttc_plugins.params import TTCParams, decode_json_text
 from ttc_plugins.types import ControlSpec, EngineFacts, KVStats, RequestContext, RequestReport
 
 from .config import EngineConfig, parse_engine_config
@@ -22,8 +21,6 @@ from .wire import BRANCH_KEY, PRIVATE_KEYS, REQUEST_ID_KEY, RESOLVED_KEY
 log = logging.getLogger("ttc_plugins.vllm_backend")
 
 SALT_PREFIX = "ttc:"
-#: longest ``ttc`` JSON string accepted (a steering vector of hidden size 16,384 fits many times)
-MAX_TTC_JSON = 4 * 2**20
 
 
 def _pm():
@@ -52,16 +49,7 @@ def parse_request_params(raw: Any, facts: EngineFacts | None = None) -> TTCParam
     (``"null"`` is an error, not "no ttc").
     """
     if isinstance(raw, str):
-        if len(raw) > MAX_TTC_JSON:
-            raise TTCParamError("ttc", f"JSON text of {len(raw)} characters; at most {MAX_TTC_JSON}")
-        try:
-            raw = json.loads(raw)
-        except ValueError as exc:
-            raise TTCParamError("ttc", f"not valid JSON: {exc}") from None
-        except RecursionError:
-            raise TTCParamError("ttc", "nested too deeply") from None
-        if raw is None:
-            raise TTCParamError("ttc", "must be a JSON object, got null")
+        raw = decode_json_text(raw)
     return _pm().parse_params(raw, facts)
 
 

@@ -100,12 +100,12 @@ class Steering:
                 vector = library.get(params.vector)
             except (KeyError, ValueError) as exc:
                 raise TTCParamError("ttc.control.vector", str(exc).strip("'\"")) from None
+            try:  # an inline vector was checked with the params (SteeringParams._finite_write)
+                check_write(vector, params.scale, params.mode)
+            except TTCParamError as exc:
+                raise TTCParamError(f"ttc.control.{exc.field}", exc.message) from None
         else:
             vector = tuple(params.vector)
-        try:
-            check_write(vector, params.scale, params.mode)
-        except TTCParamError as exc:
-            raise TTCParamError(f"ttc.control.{exc.field}", exc.message) from None
         hidden = facts.hidden_size
         if hidden is not None and len(vector) != hidden:
             raise TTCParamError("ttc.control.vector", f"has {len(vector)} values; the model's hidden size is {hidden}")

@@ -17,6 +17,7 @@ from ttc_plugins.request_model import RequestModel
 from .. import hookimpl
 from ..errors import TTCParamError
 from ..types import ControlPlan, ControlSpec
+from .steering import MAX_WRITE
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..types import RequestContext
@@ -27,8 +28,8 @@ MAX_HORIZON = 1024
 class TTCLayerParams(RequestModel):
     layers: list[int] = Field(min_length=1, max_length=512)
     horizon: int = Field(ge=0, le=MAX_HORIZON)
-    # bounded like steering's writes (controls.steering.MAX_WRITE): the states must stay finite
-    scale: float = Field(1.0, ge=-1e4, le=1e4)
+    # bounded like steering's writes: the states must stay finite
+    scale: float = Field(1.0, ge=-MAX_WRITE, le=MAX_WRITE)
 
 
 class TTCLayer:

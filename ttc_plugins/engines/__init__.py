@@ -42,7 +42,6 @@ class EngineReleases:
 
     engine: str
     distributions: tuple[str, ...]
-    install: str
     releases: tuple[Release, ...]
 
     @property
@@ -59,9 +58,6 @@ class EngineReleases:
     def supported(self) -> SpecifierSet:
         return SpecifierSet(self.range_text)
 
-    def requirement(self, engine_version: str) -> str:
-        return self.install.format(version=engine_version)
-
 
 @cache
 def releases(engine: str) -> EngineReleases:
@@ -77,7 +73,7 @@ def releases(engine: str) -> EngineReleases:
         raise ValueError(f"{engine}.toml: list releases newest first")
     if not any(r.status == "tested" for r in rels):
         raise ValueError(f"{engine}.toml: no tested release")
-    return EngineReleases(data["engine"], tuple(data["distributions"]), data["install"], rels)
+    return EngineReleases(data["engine"], tuple(data["distributions"]), rels)
 
 
 # engine -> (distributions that provide it, supported versions), and the versions the integration

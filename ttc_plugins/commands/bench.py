@@ -33,6 +33,7 @@ from rich.console import Console
 
 from ..errors import TTCError, TTCParamError
 from .engine_env import default_engine_name
+from .engine_output import engine_output_to_stderr
 from .run import (
     MethodReport,
     RunEngine,
@@ -55,7 +56,9 @@ __all__ = [
     "write_plots",
 ]
 
+DEFAULT_PROBLEMS = "arith,modular"
 DEFAULT_STRATEGIES = "beam,rebase,ets,best_of_n,self_consistency"
+DEFAULT_WIDTHS = "2,4"
 # file name -> (x field of a row's JSON, x-axis label)
 PLOTS: dict[str, tuple[str, str]] = {
     "accuracy_vs_tokens.png": ("tokens_generated", "tokens generated (all problems)"),
@@ -68,6 +71,12 @@ COLUMNS = ("set", "method", "width", "accuracy", "tokens generated", "reused / c
 
 
 # -- arguments ----------------------------------------------------------------------------------
+def help_listing(default: str) -> str:
+    """A comma-separated default as ``--help`` shows it: with a space after each comma, so a narrow
+    terminal wraps it between names (typer cuts a single overlong word with an ellipsis)."""
+    return ", ".join(default.split(","))
+
+
 def parse_names(text: str, option: str) -> list[str]:
     """``"a,b"`` -> ``["a", "b"]``: non-empty, no repeats; errors name ``option``."""
     names = [t.strip() for t in text.split(",")]
@@ -277,11 +286,15 @@ def _engine_version(engine: RunEngine) -> str:
 
 
 def bench(
-    problems: str = typer.Option("arith,modular", "--problems", "-p", help="Comma-separated bundled problem sets."),
+    problems: str = typer.Option(DEFAULT_PROBLEMS, "--problems", "-p", help="Comma-separated bundled problem sets.",
+                                 show_default=help_listing(DEFAULT_PROBLEMS)),
     n: int = typer.Option(10, "--n", min=1, help="Problems per set."),
     seed: int = typer.Option(0, "--seed", min=0, help="Problem-set seed (also the search seed)."),
-    strategies: str = typer.Option(DEFAULT_STRATEGIES, "--strategies", "-s", help="Comma-separated strategies."),
-    widths: str = typer.Option("2,4", "--widths", "-w", help="Comma-separated widths (samples / beams / particles)."),
+    strategies: str = typer.Option(DEFAULT_STRATEGIES, "--strategies", "-s",
+                                   help="Comma-separated registered strategies (listed below).",
+                                   show_default=help_listing(DEFAULT_STRATEGIES)),
+    widths: str = typer.Option(DEFAULT_WIDTHS, "--widths", "-w", help="Comma-separated widths (samples / beams / "
+                               "particles).", show_default=help_listing(DEFAULT_WIDTHS)),
     param: list[str] = typer.Option([], "--param", help="Extra search parameter key=value for every run, or "
                                     "strategy.key=value for one strategy's runs (repeatable)."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model directory (default: the default model)."),
@@ -314,24 +327,24 @@ def bench(
                           *[a for p in param for a in ("--param", p)], "--engine", engine.value,
                           *(["--model", str(model)] if model is not None else []), "--out", str(out),
                           *(["--raw"] if raw else [])])
-    model, make_ops, prompt, load_s = start_engine(engine, model, pm, raw=raw)
     err = Console(stderr=True)
-
-    # One discarded greedy search first, so the first measured run does not pay the engine's
-    # first-call costs (kernel selection, allocator growth) in its wall time.
-    first = plan[0]
-    solve(make_ops(), per_set[first.problem_set][:1], first.config, pm=pm, prompt=prompt, label="warm-up")
-
     rows: list[BenchRow] = []
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err, transient=False) as progress:
-        overall = progress.add_task("bench runs", total=len(plan))
-        for run in plan:
-            probs = per_set[run.problem_set]
-            results, wall, peak = solve(make_ops(), probs, run.config, pm=pm, prompt=prompt, label=run.label,
-                                        progress=progress)
-            rows.append(BenchRow.measure(run, probs, results, wall, peak))
-            progress.advance(overall)
+    with engine_output_to_stderr():  # stdout carries the table only
+        model, make_ops, prompt, load_s = start_engine(engine, model, pm, raw=raw)
+        # One discarded greedy search first, so the first measured run does not pay the engine's
+        # first-call costs (kernel selection, allocator growth) in its wall time.
+        first = plan[0]
+        solve(make_ops(), per_set[first.problem_set][:1], first.config, pm=pm, prompt=prompt, label="warm-up")
+
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=err, transient=False) as progress:
+            overall = progress.add_task("bench runs", total=len(plan))
+            for run in plan:
+                probs = per_set[run.problem_set]
+                results, wall, peak = solve(make_ops(), probs, run.config, pm=pm, prompt=prompt, label=run.label,
+                                            progress=progress)
+                rows.append(BenchRow.measure(run, probs, results, wall, peak))
+                progress.advance(overall)
 
     out.mkdir(parents=True, exist_ok=True)
     machine = {**_machine(), "engine_start_s": load_s}

@@ -10,9 +10,11 @@ Both methods run through :func:`ttc_plugins.search.run_search` on the same engin
 report are measured the same way (tokens generated, prompt tokens reused from the prefix cache
 vs computed, model calls, the engine's peak KV blocks, wall time).
 
-The engine is ``vllm`` (in process: ``VLLM_ENABLE_V1_MULTIPROCESSING=0``, ``OMP_NUM_THREADS=1``,
-chunked prefill off so per-branch seeds are safe) when it is installed, else ``hf`` (the
-reference :class:`~ttc_plugins.testing.memory_engine.MemoryEngine`).
+The engine is ``vllm`` (in process: ``VLLM_ENABLE_V1_MULTIPROCESSING=0``, chunked prefill off so
+per-branch seeds are safe) when it is installed, else ``hf`` (transformers in this process:
+:class:`~ttc_plugins.search.hf_ops.HFEngineOps`). Thread counts are the engine's and torch's own
+defaults; small CPU machines set ``OMP_NUM_THREADS=1`` themselves (the README's CPU recipes).
+Engine output (logs, warnings, progress) goes to stderr; stdout carries the report only.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .engine_env import default_engine_name, prepare_engine_env
+from .engine_output import engine_output_to_stderr
 from .. import hookimpl
 
 __all__ = [
@@ -283,11 +286,11 @@ def _open_engine(engine: RunEngine, model: Path, pm: Any) -> tuple[Callable[[], 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ..testing.memory_engine import MemoryEngine
+    from ..search.hf_ops import HFEngineOps
 
     tok = AutoTokenizer.from_pretrained(str(model), local_files_only=True)
     lm = AutoModelForCausalLM.from_pretrained(str(model), local_files_only=True, dtype=torch.float32)
-    return (lambda: MemoryEngine(lm, tok, pm=pm)), tok
+    return (lambda: HFEngineOps(lm, tok, pm=pm)), tok
 
 
 def _prompter(tokenizer: Any, chat: bool) -> Callable[[Any], str]:
@@ -319,9 +322,10 @@ def run(
     problems: str = typer.Option("arith", "--problems", "-p", help="Bundled problem set (arith, modular)."),
     n: int = typer.Option(20, "--n", min=1, help="Number of problems."),
     seed: int = typer.Option(0, "--seed", min=0, help="Problem-set seed (also the search seed)."),
-    strategy: str = typer.Option("beam", "--strategy", "-s", help="Registered search strategy."),
+    strategy: str = typer.Option("beam", "--strategy", "-s", help="Registered search strategy (listed below)."),
     width: int = typer.Option(4, "--width", "-w", min=1, help="Samples / beams / particles."),
-    scorer: Optional[str] = typer.Option(None, "--scorer", help="Registered scorer (default: the strategy's)."),
+    scorer: Optional[str] = typer.Option(None, "--scorer",
+                                         help="Registered scorer (listed below; default: the strategy's)."),
     param: list[str] = typer.Option([], "--param", help="Extra search parameter key=value (repeatable)."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model directory (default: the default model)."),
     engine: Optional[RunEngine] = typer.Option(None, "--engine", "-e", help="Default: vllm if installed, else hf."),
@@ -346,19 +350,20 @@ def run(
     engine = engine or RunEngine(default_engine_name())
     if model is not None and not (model / "config.json").is_file():
         raise typer.BadParameter(f"{model}: not a model directory (no config.json)", param_hint="--model")
-    model, make_ops, prompt, load_s = start_engine(engine, model, pm, raw=raw)
     err = Console(stderr=True)
-
     reports: list[MethodReport] = []
     per_method: dict[str, list[Any]] = {}
     label = f"{strategy} w={width}"
     plan = ([("greedy", greedy)] if greedy is not None else []) + [(label, cfg)]
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err, transient=False) as progress:
-        for name, conf in plan:
-            results, wall, peak = solve(make_ops(), probs, conf, pm=pm, prompt=prompt, label=name, progress=progress)
-            reports.append(summarize(name, probs, results, wall, peak))
-            per_method[name] = results
+    with engine_output_to_stderr():  # stdout carries the report only
+        model, make_ops, prompt, load_s = start_engine(engine, model, pm, raw=raw)
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=err, transient=False) as progress:
+            for name, conf in plan:
+                results, wall, peak = solve(make_ops(), probs, conf, pm=pm, prompt=prompt, label=name,
+                                            progress=progress)
+                reports.append(summarize(name, probs, results, wall, peak))
+                per_method[name] = results
 
     out = Console()
     title = f"ttc run: {problems} n={n} seed={seed} on {model.name} ({engine.value}, engine start {load_s:.1f} s)"

@@ -1,7 +1,7 @@
 """What a search needs from an engine: the :class:`EngineOps` protocol.
 
 Strategies never hold engine objects; the driver hands every engine call to an ``EngineOps``.
-Backends (vLLM, SGLang, the in-process :mod:`ttc_plugins.testing.memory_engine`) implement it.
+Backends (vLLM, SGLang, the in-process HF engine :mod:`ttc_plugins.search.hf_ops`) implement it.
 
 All calls are *batched*: ``extend`` receives the live branches of every concurrent search in
 one list, so an engine schedules them together and shares their prefixes.

@@ -25,9 +25,9 @@ import urllib.error
 import urllib.request
 from typing import Any, Callable, Sequence
 
-from ..testing.memory_engine import continuation_seed
 from ..types import Step
 from .engine import ExtendRequest, VerifyRequest
+from .seeds import continuation_seed
 from .engine_base import EngineOpsBase
 
 __all__ = ["OpenAIEngineOps", "OpenAIServerError"]

@@ -18,7 +18,7 @@ from typing import Callable, Mapping, Sequence
 
 from ..types import KVStats, Step
 from ..embedding.hashing import HashingEmbedder
-from .memory_engine import continuation_seed
+from ..search.seeds import continuation_seed
 
 World = Callable[[str], "Sequence[tuple[str, float]] | None"]
 

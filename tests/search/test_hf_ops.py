@@ -1,4 +1,5 @@
-"""The HF-based reference engine: real tokens, real prefix-cache reuse, and every strategy on it."""
+"""HFEngineOps, the in-process transformers engine (``ttc run --engine hf``, the reference the engine
+backends are compared with): real tokens, real prefix-cache reuse, and every strategy on it."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import pytest
 from search_support import build_pm
 
 from ttc_plugins.search import ExtendRequest, SamplingConfig, SearchPrompt, StepStop, VerifyRequest, run_search
+from ttc_plugins.search.hf_ops import HFEngineOps
 from ttc_plugins.testing import build_tiny_llama
-from ttc_plugins.testing.memory_engine import MemoryEngine
 from ttc_plugins.types import Branch, RequestContext
 
 ALL = ["best_of_n", "weighted_best_of_n", "self_consistency", "beam", "dvts", "rebase", "ets", "mcts", "astar",
@@ -21,7 +22,7 @@ def model_path():
 
 @pytest.fixture
 def engine(model_path):
-    return MemoryEngine.from_pretrained(model_path)
+    return HFEngineOps.from_pretrained(model_path)
 
 
 def _req(engine, text, *, bid="b", n=1, temperature=0.8, seed=0, until=None):
@@ -32,7 +33,7 @@ def _req(engine, text, *, bid="b", n=1, temperature=0.8, seed=0, until=None):
 
 def test_continuations_are_seeded_and_independent_of_the_batch(engine, model_path):
     alone = engine.extend([_req(engine, "The answer is", bid="x", n=2)])[0]
-    other = MemoryEngine.from_pretrained(model_path)
+    other = HFEngineOps.from_pretrained(model_path)
     batched = other.extend([_req(other, "Hello world", bid="y"), _req(other, "The answer is", bid="x", n=2)])[1]
     assert [s.token_ids for s in alone] == [s.token_ids for s in batched]
     assert alone[0].token_ids != alone[1].token_ids  # two samples differ

@@ -1,7 +1,7 @@
 """Test sessions: the core and kernels, then one integration session per supported engine release.
 
     python3.11 -m nox                 # unit + the newest release of each engine (what CI runs)
-    python3.11 -m nox -s unit         # core + kernels only
+    python3.11 -m nox -s unit         # core + kernels + docs only
     python3.11 -m nox -s vllm-0.32.0  # one engine release
     python3.11 integration/matrix.py  # every release of both engines -> integration/results/matrix.md
     python3.11 -m nox -s lock         # regenerate requirements/<session>.txt (then run `latest`)
@@ -31,7 +31,7 @@ nox.options.error_on_missing_interpreters = True
 
 PYTHON = "3.11"
 # Engine environments read these; OMP_NUM_THREADS=1 matters: two OpenMP threads per engine process
-# on a 2-core machine slow decoding 50x (see integration/sglang/README.md).
+# on a 2-core machine slow decoding sharply (measured on the CI machines: up to 50x for SGLang).
 ENGINE_ENV = {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 # PYTHONSAFEPATH keeps the checkout (cwd) off sys.path in pytest and in every engine process it
 # starts, so the tests import the installed wheel, not the source folders.
@@ -79,19 +79,26 @@ nox.options.sessions = ["unit", f"vllm-{VLLM[0]}", f"sglang-{SGLANG[0]}"]
 
 @nox.session(python=PYTHON)
 def unit(session: nox.Session) -> None:
-    """The engine-free core and the Triton kernels (in the Triton interpreter, on CPU)."""
+    """The engine-free core, the Triton kernels (in the Triton interpreter, on CPU) and the docs:
+    the site builds with no warning (links, included files, the tables generated from the code),
+    and tests/docs runs its examples."""
     install_locked(session)
     session.install("--no-deps", "--force-reinstall", ".", MINILM)
+    # the site goes to the session's tmp dir, outside the checkout; NO_MKDOCS_2_WARNING quiets a
+    # banner mkdocs-material prints on every build
+    session.run("mkdocs", "build", "--strict", "--site-dir", session.create_tmp() + "/site",
+                env={"NO_MKDOCS_2_WARNING": "1"})
     _pytest(session, "tests", env={**TEST_ENV, "TRITON_INTERPRET": "1"})
 
 
 def _vllm_session(version: str):
     @nox.session(python=PYTHON, name=f"vllm-{version}", tags=["matrix", "vllm"])
     def vllm(session: nox.Session) -> None:
-        """Integration suite against a real vLLM (CPU build)."""
+        """vLLM's own integration suite and the conformance suite against a real vLLM (CPU build)."""
         install_locked(session)
         session.install("--no-deps", "--force-reinstall", ".", MINILM)
-        _pytest(session, "integration/vllm", env={**TEST_ENV, "TTC_ENGINE_VERSION": version})
+        _pytest(session, "integration/conformance", "integration/vllm", "--engine", "vllm",
+                env={**TEST_ENV, "TTC_ENGINE_VERSION": version})
 
     return vllm
 
@@ -99,11 +106,13 @@ def _vllm_session(version: str):
 def _sglang_session(version: str):
     @nox.session(python=PYTHON, name=f"sglang-{version}", tags=["matrix", "sglang"])
     def sglang(session: nox.Session) -> None:
-        """Integration suite against a real SGLang on CPU (see integration/sglang/README.md)."""
+        """SGLang's own integration suite and the conformance suite against a real SGLang on CPU
+        (see integration/sglang/README.md)."""
         install_locked(session)
         session.run("bash", "integration/sglang/install.sh", requirement("sglang", version), external=True)
         session.install("--no-deps", "--force-reinstall", ".", MINILM)
-        _pytest(session, "integration/sglang", env={**TEST_ENV, "TTC_ENGINE_VERSION": version})
+        _pytest(session, "integration/conformance", "integration/sglang", "--engine", "sglang",
+                env={**TEST_ENV, "TTC_ENGINE_VERSION": version})
 
     return sglang
 

@@ -46,7 +46,7 @@ def run(session: str) -> str:
     minutes = (time.time() - start) / 60
     text = log.read_text()
     suite = "integration/refused" if session.startswith("refused") else (
-        "integration/vllm" if session.startswith("vllm") else "integration/sglang")
+        "conformance + integration/vllm" if session.startswith("vllm") else "conformance + integration/sglang")
     result = "passed" if rc == 0 else "failed"
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip()

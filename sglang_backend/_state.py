@@ -26,27 +26,24 @@ def config() -> "EngineConfig":
         return _config
 
 
-def frontend() -> "FrontendState":
-    global _frontend
+def _built(name: str, module: str, cls: str):
+    """The process's one ``cls`` (from ``.module``), built on first use with the plugin manager
+    and the engine config."""
     cfg = config()
     with _lock:
-        if _frontend is None:
+        if globals()[name] is None:
+            import importlib
+
             from ttc_plugins.manager import get_plugin_manager
 
-            from .frontend import FrontendState
+            built = getattr(importlib.import_module(f"{__package__}.{module}"), cls)
+            globals()[name] = built(get_plugin_manager(), cfg)
+        return globals()[name]
 
-            _frontend = FrontendState(get_plugin_manager(), cfg)
-        return _frontend
+
+def frontend() -> "FrontendState":
+    return _built("_frontend", "frontend", "FrontendState")
 
 
 def worker() -> "WorkerState":
-    global _worker
-    cfg = config()
-    with _lock:
-        if _worker is None:
-            from ttc_plugins.manager import get_plugin_manager
-
-            from .worker import WorkerState
-
-            _worker = WorkerState(get_plugin_manager(), cfg)
-        return _worker
+    return _built("_worker", "worker", "WorkerState")

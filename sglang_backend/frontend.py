@@ -1,11 +1,13 @@
 """Frontend side (SGLang main process, ``TokenizerManager``): validate, resolve, isolate, report.
 
-- :func:`on_tokenized` runs on every tokenized generate request: it validates ``custom_params.ttc``,
-  resolves the control, rewrites the canonical JSON and sets the radix ``cache_salt``
-  (:mod:`.requests`). Errors are ``ValueError`` subclasses naming the field: SGLang answers HTTP 400
-  and ``Engine.generate`` raises, and the scheduler never sees the request.
-- a ``ttc.beam`` request is checked (``requests.check_beam``: width limit, ``n``, stop strings,
-  ``return_logprob``) and sent as a SGLang beam request (``SamplingParams.beam_width``) whose steps
+- :func:`on_tokenized` runs on every tokenized generate request: the runtime
+  (:mod:`ttc_plugins.runtime.requests`) validates ``custom_params.ttc`` against this server's facts,
+  resolves the control and derives the salt; this seam writes the canonical JSON into
+  ``custom_params`` and sets the radix ``cache_salt`` (SGLang keys every radix node by it). Errors
+  are ``ValueError`` subclasses naming the field: SGLang answers HTTP 400 and ``Engine.generate``
+  raises, and the scheduler never sees the request.
+- a ``ttc.beam`` request is checked (:func:`check_beam`: ``n``, stop strings, ``return_logprob``;
+  the width limit is one of the facts) and sent as a SGLang beam request (``SamplingParams.beam_width``) whose steps
   the scheduler hands to TokenBeam (:mod:`.token_beam`); its report arrives in ``meta_info`` and
   becomes ``meta_info["ttc"]["beam"]`` (every beam with its text, the KV accounting).
 - :func:`check_custom_logit_processor` refuses pickled ``custom_logit_processor`` payloads.
@@ -21,12 +23,19 @@ import threading
 from typing import Any, Mapping
 
 from ttc_plugins.errors import TTCError, TTCParamError
-from ttc_plugins.types import KVStats, RequestContext, RequestReport
+from ttc_plugins.runtime.report import beam_kv_stats, finish_request, kv_stats
+from ttc_plugins.runtime.requests import prepare_request, without_private
+from ttc_plugins.runtime.wire import BEAM_REPORT_KEY, TTC_KEY
+from ttc_plugins.types import EngineFacts, RequestContext
 
 from .config import EngineConfig
-from .requests import ModelInfo, check_beam, finish_reason_name, kv_stats, prepare_request, strip_resolved
 
-BEAM_REPORT_KEY = "ttc_beam"  # token_beam.REPORT_KEY (not imported: it is the scheduler's module)
+ENGINE = "sglang"
+SEARCH_NOT_A_GENERATION = (
+    "a search runs in the OpenAI server's /v1/completions and /v1/chat/completions handlers "
+    "(custom_params.ttc with a 'search' object), or in Python with ttc_plugins.search.run_search over "
+    "sglang_backend.search_ops.SGLangEngineOps; it cannot be a single engine generation"
+)
 
 log = logging.getLogger("ttc_plugins.sglang_backend")
 
@@ -65,47 +74,48 @@ class FrontendState:
         self.config = config
         self._ctx: dict[str, RequestContext] = {}
         self._lock = threading.Lock()
-        self._model: ModelInfo | None = None
+        self._facts: EngineFacts | None = None
 
-    def model_info(self, tokenizer_manager: Any) -> ModelInfo:
-        if self._model is None:
+    def facts(self, tokenizer_manager: Any) -> EngineFacts:
+        """What this server and its model are (built once): the runtime checks requests against it."""
+        if self._facts is None:
             mc = tokenizer_manager.model_config
             hf = getattr(mc, "hf_text_config", None) or mc.hf_config
-            self._model = ModelInfo(
-                hidden_size=getattr(hf, "hidden_size", None),
-                num_layers=getattr(hf, "num_hidden_layers", None),
+            refused = {"ttc.search": SEARCH_NOT_A_GENERATION}
+            reason = controls_unavailable(tokenizer_manager, self.config)
+            if reason:
+                refused["ttc.control"] = reason
+            # No TTC adapter is hosted on SGLang yet (ttc_layers empty): the ttc_layer control is
+            # refused (a 400 naming ttc.control.layers), never accepted and ignored.
+            self._facts = EngineFacts(
                 vocab_size=getattr(mc, "vocab_size", None) or getattr(hf, "vocab_size", None),
-                vectors=self.config.vector_library(),
-            )
-        return self._model
+                hidden_size=getattr(hf, "hidden_size", None), num_layers=getattr(hf, "num_hidden_layers", None),
+                ttc_layers=(), vectors=self.config.vector_library(), refused=refused,
+                max_beam_width=self.config.max_beam_width, beam_width_limits="TTC_SGLANG_CONFIG max_beam_width")
+        return self._facts
 
     def on_tokenized(self, tokenizer_manager: Any, tokenized: Any, input_ids: Any) -> None:
         sp = getattr(tokenized, "sampling_params", None)
         if sp is None:  # embedding requests carry no generation settings we act on
             return
         custom = getattr(sp, "custom_params", None)
+        if custom is not None and not isinstance(custom, Mapping):
+            raise TTCParamError("custom_params", f"must be a JSON object, got {type(custom).__name__}")
+        if custom is not None and TTC_KEY in custom and custom[TTC_KEY] is None:
+            raise TTCParamError("ttc", "must be a JSON object, got null; leave the key out to not use ttc")
         prepared = prepare_request(
-            self.pm,
-            str(tokenized.rid),
-            custom,
-            getattr(tokenized, "cache_salt", None),
-            list(input_ids) if input_ids is not None else (),
-            self.model_info(tokenizer_manager),
-        )
+            self.pm, (custom or {}).get(TTC_KEY), request_id=str(tokenized.rid),
+            prompt_token_ids=list(input_ids) if input_ids is not None else (),
+            facts=self.facts(tokenizer_manager), engine=ENGINE, cache_salt=getattr(tokenized, "cache_salt", None))
         if prepared is None:
             if custom is not None:
-                sp.custom_params = strip_resolved(custom)
+                sp.custom_params = without_private(custom)
             return
-        if prepared.ctx.control is not None:
-            reason = controls_unavailable(tokenizer_manager, self.config)
-            if reason:
-                raise TTCParamError("ttc.control", reason)
         beam = prepared.ctx.params.beam
         if beam is not None:  # run as a SGLang beam group whose steps TokenBeam decides
-            sp.beam_width = check_beam(beam.width, self.config.max_beam_width, getattr(sp, "n", 1),
-                                       getattr(sp, "stop_strs", None), bool(getattr(tokenized, "return_logprob", False)),
-                                       getattr(sp, "beam_width", None))
-        sp.custom_params = prepared.custom_params
+            sp.beam_width = check_beam(beam.width, getattr(sp, "n", 1), getattr(sp, "stop_strs", None),
+                                       bool(getattr(tokenized, "return_logprob", False)), getattr(sp, "beam_width", None))
+        sp.custom_params = {**without_private(custom), **prepared.wire}
         tokenized.cache_salt = prepared.cache_salt
         with self._lock:
             self._ctx[prepared.ctx.request_id] = prepared.ctx
@@ -137,26 +147,11 @@ class FrontendState:
         beam = beam_report_of(meta) if ctx.params is not None and ctx.params.beam is not None else None
         if beam is not None:
             kv = beam["kv"]
-            reused = kv["prompt_tokens_cached"] + kv["tokens_shared_by_fork"]
-            stats = KVStats(tokens_computed=kv["tokens_computed"], tokens_reused=reused,
-                            blocks_held=kv["peak_blocks"], peak_blocks=kv["peak_blocks"])
+            stats = beam_kv_stats(kv["tokens_computed"], kv["prompt_tokens_cached"] + kv["tokens_shared_by_fork"],
+                                  kv["peak_blocks"])
         else:
             stats = kv_stats(prompt_len, int(meta.get("cached_tokens") or 0), output_len, page_size)
-        self.pm.hook.ttc_kv_report(ctx=ctx, stats=stats)
-        report = RequestReport(
-            request_id=rid, finish_reason=finish_reason_name(meta.get("finish_reason")), output_token_ids=output_ids, kv=stats
-        )
-        self.pm.hook.ttc_request_finished(ctx=ctx, report=report)
-        meta["ttc"] = {
-            "control_key": ctx.control.key if ctx.control is not None else None,
-            "kv": {
-                "tokens_computed": stats.tokens_computed,
-                "tokens_reused": stats.tokens_reused,
-                "blocks_held": stats.blocks_held,
-                "peak_blocks": stats.peak_blocks,
-            },
-            **report.extra,
-        }
+        meta["ttc"] = finish_request(self.pm, ctx, stats, finish_reason_name(meta.get("finish_reason")), output_ids)
         if beam is not None:
             meta["ttc"]["beam"] = beam
             sink = BEAM_SINK.get()
@@ -182,3 +177,33 @@ def beam_report_of(meta: dict) -> dict | None:
     for i, b in enumerate(report["beams"]):
         b["text"] = results[i].get("text") if i < len(results) else None
     return report
+
+
+def check_beam(width: int, n: int | None, stop_strs: Any, return_logprob: bool, beam_width: int | None) -> int:
+    """SGLang's own sampling settings a ``ttc.beam`` request cannot combine with; returns the SGLang
+    ``beam_width`` to send it with (SGLang runs width 1 as no beam at all, so a width-1 search rides
+    a 2-row group). The width limit is a fact of the server (checked by the runtime).
+
+    :raises TTCParamError: naming the field.
+    """
+    if n is not None and n > 1:
+        raise TTCParamError("n", "ttc.beam answers with every beam in one result; n must be 1")
+    if stop_strs:
+        raise TTCParamError("stop", "ttc.beam on SGLang stops on tokens only (EOS, stop_token_ids); "
+                                    "SGLang's beam rows cannot match stop strings")
+    if return_logprob:
+        raise TTCParamError("return_logprob", "ttc.beam reports each beam's cumulative_logprob; "
+                                              "per-token logprobs are not returned")
+    if beam_width is not None and beam_width > 1:
+        raise TTCParamError("beam_width", "use either SGLang's own beam_width or ttc.beam, not both")
+    return max(width, 2)
+
+
+def finish_reason_name(finish_reason: Any) -> str | None:
+    """SGLang's ``meta_info["finish_reason"]`` (``{"type": "length", ...}``) as a plain name."""
+    if finish_reason is None:
+        return None
+    if isinstance(finish_reason, Mapping):
+        kind = finish_reason.get("type")
+        return str(kind) if kind is not None else None
+    return str(finish_reason)

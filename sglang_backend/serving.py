@@ -26,6 +26,7 @@ from typing import Any
 
 from ttc_plugins.errors import TTCParamError
 from ttc_plugins.params import TTCParams
+from ttc_plugins.types import EngineFacts
 from ttc_plugins.search import serving as served
 
 log = logging.getLogger("ttc_plugins.sglang_backend")
@@ -33,9 +34,9 @@ log = logging.getLogger("ttc_plugins.sglang_backend")
 __all__ = ["beam_params_of", "handle_beam", "handle_search", "search_params_of"]
 
 
-def beam_params_of(request: Any) -> TTCParams | None:
+def beam_params_of(request: Any, facts: EngineFacts | None = None) -> TTCParams | None:
     """The validated ``custom_params.ttc`` of an OpenAI request when it asks for a token beam search
-    (``ttc.beam``), else None.
+    (``ttc.beam``), else None; with ``facts`` (the server's), checked against them.
 
     :raises TTCParamError: the section is invalid (naming the field, e.g. ``ttc.beam.width``).
     """
@@ -44,13 +45,12 @@ def beam_params_of(request: Any) -> TTCParams | None:
     custom = getattr(request, "custom_params", None)
     if not isinstance(custom, dict) or not isinstance(custom.get("ttc"), dict) or custom["ttc"].get("beam") is None:
         return None
-    return get_plugin_manager().parse_params(custom["ttc"])
+    return get_plugin_manager().parse_params(custom["ttc"], facts)
 
 
-def _beam_refusal(request: Any, params: TTCParams) -> tuple[str, str] | None:
+def _beam_refusal(request: Any) -> tuple[str, str] | None:
     """Request features a ``ttc.beam`` answer cannot honour: (field, message)."""
-    from . import _state
-    from .requests import check_beam
+    from .frontend import check_beam
 
     if getattr(request, "stream", False):
         return "stream", "ttc.beam answers once, when the search ends; stream must be false"
@@ -58,10 +58,8 @@ def _beam_refusal(request: Any, params: TTCParams) -> tuple[str, str] | None:
         return "echo", "not supported with ttc.beam"
     if getattr(request, "logprobs", None) not in (None, False, 0):
         return "logprobs", "ttc.beam reports each beam's cumulative_logprob; per-token logprobs are not returned"
-    assert params.beam is not None
     try:
-        check_beam(params.beam.width, _state.config().max_beam_width, getattr(request, "n", 1),
-                   getattr(request, "stop", None), False, None)
+        check_beam(2, getattr(request, "n", 1), getattr(request, "stop", None), False, None)
     except TTCParamError as exc:
         return exc.field, exc.message
     return None
@@ -76,7 +74,7 @@ async def handle_beam(serving: Any, request: Any, raw_request: Any, params: TTCP
 
     from .frontend import BEAM_SINK
 
-    refused = _beam_refusal(request, params)
+    refused = _beam_refusal(request)
     if refused is not None:
         return bad(serving, *refused)
     sink: dict[str, Any] = {}

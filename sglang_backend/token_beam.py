@@ -221,7 +221,7 @@ def select(group: Any, top_logprobs: Any, top_tokens: Any, tick: int) -> tuple[A
 
 def report(search: _Search, group: Any) -> dict[str, Any]:
     """The finished search's report, in the shape of the vLLM backend's (``beam_scheduler``)."""
-    from .requests import beam_report  # engine-free shape helpers
+    from ttc_plugins.runtime.report import beam_report
 
     return beam_report(
         beams=[h.to_json() for h in search.beam.results()],

@@ -24,11 +24,11 @@ from typing import Any
 
 import torch
 
+from ttc_plugins.runtime.control_tables import ControlTables, ForwardControls, apply_steering, token_slots
+from ttc_plugins.runtime.requests import context_from_wire
 from ttc_plugins.types import LogitsBatch, LogitsRow, RequestContext
 
 from .config import EngineConfig
-from .layers.residual_control import ForwardControls, build_forward_controls, control_delta, token_slots
-from .requests import context_from_custom_params
 
 log = logging.getLogger("ttc_plugins.sglang_backend")
 CTX_ATTR = "_ttc_ctx"
@@ -60,6 +60,7 @@ class WorkerState:
         self._local = threading.local()
         self._finish_rejected = None
         self.layers_hooked = 0
+        self.tables: ControlTables | None = None
 
     # -- requests -------------------------------------------------------------------------
     def on_req_created(self, req: Any) -> None:
@@ -67,7 +68,8 @@ class WorkerState:
         if not custom:
             return
         try:
-            ctx = context_from_custom_params(self.pm, str(req.rid), custom, list(req.origin_input_ids))
+            ctx = context_from_wire(self.pm, custom, request_id=str(req.rid), prompt_token_ids=list(req.origin_input_ids),
+                                    engine="sglang")
         except Exception as exc:  # never let a bad request take the scheduler down
             req.set_finish_with_abort(f"ttc-plugins: invalid ttc parameters reached the scheduler: {exc}")
             return
@@ -95,6 +97,7 @@ class WorkerState:
         hf = getattr(model_runner.model_config, "hf_text_config", None) or model_runner.model_config.hf_config
         self.hidden_size = int(hf.hidden_size)
         self.num_layers = int(hf.num_hidden_layers)
+        self.tables = ControlTables(self.pm, hidden_size=self.hidden_size, num_layers=self.num_layers)
         from . import patches
 
         patches.verify_applied()
@@ -136,14 +139,7 @@ class WorkerState:
                 f"ttc-plugins: hidden-state control does not support forward mode {forward_batch.forward_mode!r}"
             )
         specs, slots = token_slots(rids, counts, control_of)
-        ctrl = build_forward_controls(
-            self.pm,
-            specs,
-            slots,
-            hidden_size=self.hidden_size,
-            num_layers=self.num_layers,
-            device=forward_batch.input_ids.device,
-        )
+        ctrl = self.tables.forward(specs, slots, forward_batch.input_ids.device)
         if ctrl is not None:
             self._local.current = (list(rids), ctrl)
 
@@ -171,17 +167,21 @@ class WorkerState:
             ctrl = self.current_controls(forward_batch)
             if ctrl is None:
                 return None
-            lc = ctrl.layers.get(index)
-            if lc is None:
+            steer = ctrl.steer.get(index)
+            if steer is None:  # no TTC adapter is hosted on SGLang: the runtime refuses ttc_layer
                 return None
             buf = residual_access.buffer(output)
-            n, h = (buf.shape[0], buf.shape[-1]) if buf is not None else (len(ctrl.token_slot), self.hidden_size)
-            if n != len(ctrl.token_slot):
-                raise RuntimeError(
-                    f"ttc-plugins: layer {index} output has {n} tokens but the batch maps {len(ctrl.token_slot)}"
-                )
-            state = residual_batch.snapshot(output, forward_batch) if lc.needs_state else None
-            delta = control_delta(state, n, h, lc)
+            n = buf.shape[0] if buf is not None else ctrl.num_tokens
+            if n != ctrl.num_tokens:
+                raise RuntimeError(f"ttc-plugins: layer {index} output has {n} tokens but the batch maps {ctrl.num_tokens}")
+            # SGLang refuses a new output tensor at its layer boundary: the update goes in as a delta
+            state = residual_batch.snapshot(output, forward_batch) if steer.needs_state else None
+            rows = (state.index_select(0, steer.token_idx).float() if state is not None
+                    else torch.zeros(len(steer.token_idx), self.hidden_size, device=steer.vectors.device))
+            steered = rows.clone()
+            apply_steering(steered, steer)
+            delta = torch.zeros(n, self.hidden_size, dtype=torch.float32, device=steered.device)
+            delta.index_copy_(0, steer.token_idx, steered - rows)
             new = residual_batch.add_to_output(output, forward_batch, delta.to(buf.dtype if buf is not None else delta.dtype))
             return new if new is not output else None
 

@@ -10,6 +10,14 @@ value, calling convention, and which process calls it). Hooks are grouped by lif
 4. hidden-state control — per-request controls resolved in the frontend and applied to the
    residual stream in the worker.
 
+One rule holds for every request feature (control, decoders, search, token beam): it is applied
+as asked or refused before the request reaches the engine core (HTTP 400 naming the field) — never
+accepted and silently ignored. The runtime (:mod:`ttc_plugins.runtime`) enforces it from the
+serving engine's :class:`~ttc_plugins.types.EngineFacts`: a feature listed in ``facts.refused`` is
+refused with the engine's reason, and each named component's ``check(args, facts)`` and
+``ttc_resolve_control`` refuse what the facts cannot honour. Both engines run the same runtime, so
+a hook sees the same calls, with the same rows, on vLLM and SGLang.
+
 Processes: with vLLM the *frontend* is the process holding ``vllm.LLM`` or the API server, the
 *worker* is the model-runner process; with SGLang the frontend is the engine/tokenizer process
 and the worker is the scheduler process. The in-process reference engine runs both in one.
@@ -270,9 +278,9 @@ def ttc_select_evictions(
 def ttc_resolve_control(ctx: "RequestContext") -> "ControlSpec | None":
     """Resolve a request's ``ttc.control`` parameters into a concrete :class:`ControlSpec`.
 
-    :param ctx: the request, ``ctx.params`` validated, ``ctx.facts`` the serving engine
-        (:class:`~ttc_plugins.types.EngineFacts`: hidden size, layers, hosted TTC adapters, named
-        vectors).
+    :param ctx: the request, ``ctx.params`` validated (features the engine refuses already
+        refused), ``ctx.facts`` the serving engine (:class:`~ttc_plugins.types.EngineFacts`:
+        hidden size, layers, hosted TTC adapters, named vectors, refused features).
     :return: the spec (named vectors looked up, defaults filled) or ``None`` for no control.
         Stops at the first non-None result; the default plugin asks the registered control named
         in ``ttc.control.name``.

@@ -193,7 +193,20 @@ def parse_ttc_params(
 def check_against_engine(params: TTCParams, facts: EngineFacts, *, controls: "Registry", decoders: "Registry") -> None:
     """Every named component with a ``check(args, facts)`` classmethod checks its validated
     arguments against the served model; it raises :class:`TTCParamError` with the field inside its
-    own arguments (``token_id``), which gets the request's path prefixed here."""
+    own arguments (``token_id``), which gets the request's path prefixed here.
+
+    Before that, a feature the engine cannot honour (``facts.refused``) is refused with the
+    engine's reason, and a ``ttc.beam`` wider than ``facts.max_beam_width`` names the limit: a
+    request is applied as asked or refused, never accepted and ignored."""
+    used = {f"{ROOT}.control": params.control, f"{ROOT}.decoding": params.decoding or None,
+            f"{ROOT}.search": params.search, f"{ROOT}.beam": params.beam}
+    for feature, value in used.items():
+        if value is not None and feature in facts.refused:
+            raise TTCParamError(feature, facts.refused[feature])
+    if params.beam is not None and facts.max_beam_width is not None and params.beam.width > facts.max_beam_width:
+        limits = f" ({facts.beam_width_limits})" if facts.beam_width_limits else ""
+        raise TTCParamError(f"{ROOT}.beam.width",
+                            f"{params.beam.width} is above this engine's limit of {facts.max_beam_width}{limits}")
     named = [(f"{ROOT}.decoding.{i}", decoders, d) for i, d in enumerate(params.decoding)]
     if params.control is not None:
         named.append((f"{ROOT}.control", controls, params.control))

@@ -123,7 +123,13 @@ class EngineFacts:
 
     - ``ttc_layers``: decoder layers hosting a TTC adapter (empty: none; the ``ttc_layer`` control
       is refused);
-    - ``vectors``: the server's named steering vectors (a :class:`~ttc_plugins.controls.vectors.VectorLibrary`).
+    - ``vectors``: the server's named steering vectors (a :class:`~ttc_plugins.controls.vectors.VectorLibrary`);
+    - ``refused``: request features this engine cannot honour, as ``{field: why}`` with ``field`` one
+      of ``ttc.control``, ``ttc.decoding``, ``ttc.search``, ``ttc.beam`` (controls off, CUDA graphs or
+      speculative decoding in use, no beam scheduler, a search sent as one generation...): a request
+      using one is refused at parse time with that field and reason, by construction;
+    - ``max_beam_width`` / ``beam_width_limits``: the widest ``ttc.beam`` and what sets that limit
+      (named in the refusal).
     """
 
     vocab_size: int | None = None
@@ -131,6 +137,9 @@ class EngineFacts:
     num_layers: int | None = None
     ttc_layers: tuple[int, ...] = ()
     vectors: Any = None
+    refused: Mapping[str, str] = field(default_factory=dict)
+    max_beam_width: int | None = None
+    beam_width_limits: str = ""
 
 
 @dataclass

@@ -45,6 +45,8 @@ from vllm.v1.core.sched.scheduler import Scheduler
 from vllm.v1.engine import EngineCoreOutput, EngineCoreOutputs
 from vllm.v1.request import Request, RequestStatus
 
+from ttc_plugins.runtime.report import beam_report
+from ttc_plugins.runtime.wire import BEAM_REPORT_KEY
 from ttc_plugins.token_beam import BeamParams, TokenBeam
 
 from . import kv_fork
@@ -53,7 +55,7 @@ from .held_branches import HeldBranches
 log = logging.getLogger("ttc_plugins.vllm_backend")
 
 #: where a finished search's report travels to the frontend (``EngineCoreOutput.kv_transfer_params``)
-RESULT_KEY = "ttc_beam"
+RESULT_KEY = BEAM_REPORT_KEY
 
 
 @dataclass
@@ -447,9 +449,9 @@ class TTCScheduler(Scheduler):
             self.running.remove(root)
         self._free_request(root)
         self.ttc_counters["searches"] += 1
-        report = {
-            "beams": [h.to_json() for h in hyps],
-            "kv": {
+        report = beam_report(
+            beams=[h.to_json() for h in hyps],
+            kv={
                 "tokens_computed": search.tokens_computed,
                 "tokens_shared_by_fork": search.tokens_shared,
                 "blocks_shared_by_fork": search.blocks_shared,
@@ -462,8 +464,8 @@ class TTCScheduler(Scheduler):
                 "peak_blocks": search.peak_blocks,
                 "engine_blocks_in_use": kv_fork.blocks_in_use(self.kv_cache_manager),
             },
-            "wall_time_s": time.monotonic() - search.started,
-        }
+            wall_time_s=time.monotonic() - search.started,
+        )
         out = EngineCoreOutput(
             request_id=root.request_id,
             new_token_ids=list(best.token_ids),

@@ -13,19 +13,14 @@ therefore never see each other's requests.
 
 from __future__ import annotations
 
-import logging
 import threading
-from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
 
-from ttc_plugins.types import ControlPlan, ControlSpec, RequestContext
-
-log = logging.getLogger("ttc_plugins.vllm_backend")
-
-from .wire import RESOLVED_KEY  # noqa: F401  (re-exported for the logits processor)
+from ttc_plugins.runtime.control_tables import ControlTables, ForwardControls, token_slots
+from ttc_plugins.types import RequestContext
 
 
 @dataclass
@@ -34,51 +29,9 @@ class RowState:
 
     ctx: RequestContext
     output_token_ids: Sequence[int]
-    has_decoding: bool
     #: output tokens already put to ``ttc_accept_token``; set once one was rejected
     judged: int = 0
     rejected: bool = False
-
-
-@dataclass
-class LayerPlan:
-    """What one decoder layer does this forward: token rows, their compact slot, slot tables."""
-
-    token_idx: torch.Tensor  # [M] long, rows of the flattened batch
-    token_slot: torch.Tensor  # [M] long, index into the tables below
-    vectors: torch.Tensor  # [S, H] float32
-    scales: torch.Tensor  # [S] float32
-    modes: torch.Tensor  # [S] int32 (ControlPlan.MODE_*)
-    preserve_norm: torch.Tensor  # [S] bool
-
-
-@dataclass
-class AdapterPlan:
-    """Tokens that go through one layer's TTC adapter this forward, with their own horizon."""
-
-    token_idx: torch.Tensor  # [M] long, rows of the flattened batch
-    horizon: torch.Tensor  # [M] int32, planning horizon T per token (> 0)
-    scale: torch.Tensor  # [M] float32
-
-
-@dataclass
-class ForwardPlan:
-    """Per layer: the steering plan and the TTC-adapter plan (either may be absent)."""
-
-    steer: dict[int, LayerPlan]
-    adapters: dict[int, AdapterPlan]
-
-
-@dataclass
-class _SpecTables:
-    """Tensors of one set of distinct specs (cached across forwards): per layer, the slot map."""
-
-    # layer -> (slot_map [num_specs] long: spec slot -> row of the tables or -1, vectors, scales, modes, preserve)
-    layers: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = field(
-        default_factory=dict
-    )
-    # layer -> (horizon per spec slot [num_specs] int32, 0 = not routed; scale per spec slot float32)
-    horizons: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
 
 class ControlState:
@@ -89,13 +42,11 @@ class ControlState:
         self.plan_cache_size = plan_cache_size
         self.processor: object | None = None
         self.controls_installed = False
-        self.device: torch.device | None = None
-        self._tables: OrderedDict[tuple[ControlSpec, ...], _SpecTables] = OrderedDict()
+        self._tables: ControlTables | None = None
         self._fc: Any = None
-        self._plan: ForwardPlan | None = None
+        self._plan: ForwardControls | None = None
         #: layer -> TTC adapter module hosted at that layer (loaded by model_wrap.install_controls)
         self.adapters: dict[int, torch.nn.Module] = {}
-        self._pm = None
 
     # -- processor side ------------------------------------------------------------------------
     def claim(self, processor: object) -> bool:
@@ -119,52 +70,18 @@ class ControlState:
 
     # -- forward side --------------------------------------------------------------------------
     @property
-    def pm(self):
-        if self._pm is None:
+    def tables(self) -> ControlTables:
+        if self._tables is None:
+            if self.hidden_size is None or self.num_layers is None:
+                raise RuntimeError("ttc: control state has no model dimensions (controls not installed)")
             from ttc_plugins.manager import get_plugin_manager
 
-            self._pm = get_plugin_manager()
-        return self._pm
+            self._tables = ControlTables(get_plugin_manager(), hidden_size=self.hidden_size,
+                                         num_layers=self.num_layers, cache_size=self.plan_cache_size)
+        return self._tables
 
-    def _spec_tables(self, specs: tuple[ControlSpec, ...], device: torch.device) -> _SpecTables:
-        tables = self._tables.get(specs)
-        if tables is not None:
-            self._tables.move_to_end(specs)
-            return tables
-        if self.hidden_size is None or self.num_layers is None:
-            raise RuntimeError("ttc: control state has no model dimensions (controls not installed)")
-        plan = ControlPlan(specs=list(specs), hidden_size=self.hidden_size, num_layers=self.num_layers)
-        self.pm.hook.ttc_prepare_controls(plan=plan)
-        tables = _SpecTables()
-        for layer, by_slot in plan.vectors.items():
-            slot_map = torch.full((len(specs),), -1, dtype=torch.long)
-            vecs, scales, modes, pres = [], [], [], []
-            for slot, (vector, scale, mode, preserve) in sorted(by_slot.items()):
-                slot_map[slot] = len(vecs)
-                vecs.append(torch.as_tensor(vector, dtype=torch.float32))
-                scales.append(scale)
-                modes.append(mode)
-                pres.append(preserve)
-            tables.layers[layer] = (
-                slot_map.to(device),
-                torch.stack(vecs).to(device),
-                torch.tensor(scales, dtype=torch.float32, device=device),
-                torch.tensor(modes, dtype=torch.int32, device=device),
-                torch.tensor(pres, dtype=torch.bool, device=device),
-            )
-        for layer, by_slot in plan.horizons.items():
-            horizon = torch.zeros(len(specs), dtype=torch.int32)
-            scale = torch.zeros(len(specs), dtype=torch.float32)
-            for slot, (T, sc) in by_slot.items():
-                horizon[slot], scale[slot] = T, sc
-            tables.horizons[layer] = (horizon, scale)
-        self._tables[specs] = tables
-        while len(self._tables) > self.plan_cache_size:
-            self._tables.popitem(last=False)
-        return tables
-
-    def forward_plan(self, fc: Any, device: torch.device) -> ForwardPlan | None:
-        """The per-layer plan of the forward pass ``fc`` (built once, on its first layer)."""
+    def forward_plan(self, fc: Any, device: torch.device) -> ForwardControls | None:
+        """The per-layer controls of the forward pass ``fc`` (built once, on its first layer)."""
         if fc is self._fc:
             return self._plan
         self._fc, self._plan = fc, None
@@ -175,41 +92,12 @@ class ControlState:
         qsl = getattr(first, "query_start_loc", None)
         if qsl is None:
             return None
+        # rows of the persistent batch own consecutive tokens: query_start_loc[i]..[i + 1]
         bounds = qsl.tolist() if isinstance(qsl, torch.Tensor) else list(qsl)
         num_reqs = len(bounds) - 1
-        specs: dict[ControlSpec, int] = {}
-        starts, ends, slots = [], [], []
-        for index, row in self.rows.items():
-            spec = row.ctx.control
-            if spec is None or index >= num_reqs:
-                continue
-            slot = specs.setdefault(spec, len(specs))
-            starts.append(bounds[index])
-            ends.append(bounds[index + 1])
-            slots.append(slot)
-        if not specs:
-            return None
-        num_tokens = bounds[-1]
-        token_slot = torch.full((num_tokens,), -1, dtype=torch.long)
-        for s, e, slot in zip(starts, ends, slots):
-            token_slot[s:e] = slot
-        tables = self._spec_tables(tuple(specs), device)
-        plan: dict[int, LayerPlan] = {}
-        for layer, (slot_map, vecs, scales, modes, pres) in tables.layers.items():
-            mapped = torch.where(token_slot >= 0, slot_map.cpu()[token_slot.clamp(min=0)], -1)
-            idx = torch.nonzero(mapped >= 0).flatten()
-            if idx.numel() == 0:
-                continue
-            plan[layer] = LayerPlan(idx.to(device), mapped[idx].to(device), vecs, scales, modes, pres)
-        adapters: dict[int, AdapterPlan] = {}
-        for layer, (horizon, scale) in tables.horizons.items():
-            per_token = torch.where(token_slot >= 0, horizon[token_slot.clamp(min=0)], 0)
-            idx = torch.nonzero(per_token > 0).flatten()
-            if idx.numel() == 0:  # horizon 0 is "off": those tokens stay untouched
-                continue
-            slot_of = token_slot[idx]
-            adapters[layer] = AdapterPlan(idx.to(device), per_token[idx].to(device), scale[slot_of].to(device))
-        self._plan = ForwardPlan(plan, adapters) if (plan or adapters) else None
+        control_of = {i: row.ctx.control for i, row in self.rows.items() if i < num_reqs}
+        specs, slots = token_slots(range(num_reqs), [bounds[i + 1] - bounds[i] for i in range(num_reqs)], control_of)
+        self._plan = self.tables.forward(specs, slots, device)
         return self._plan
 
 

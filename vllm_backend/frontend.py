@@ -7,20 +7,26 @@ Called from the two patches in :mod:`.patches`; engine objects stay there.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 from ttc_plugins.errors import TTCParamError
-from ttc_plugins.params import TTCParams, decode_json_text
-from ttc_plugins.types import ControlSpec, EngineFacts, KVStats, RequestContext, RequestReport
+from ttc_plugins.params import TTCParams
+from ttc_plugins.runtime import report, requests
+from ttc_plugins.runtime.wire import BRANCH_KEY, REQUEST_ID_KEY, TTC_KEY
+from ttc_plugins.types import EngineFacts, RequestContext
 
 from .config import EngineConfig, parse_engine_config
-from .wire import BRANCH_KEY, PRIVATE_KEYS, REQUEST_ID_KEY, RESOLVED_KEY
 
 log = logging.getLogger("ttc_plugins.vllm_backend")
 
-SALT_PREFIX = "ttc:"
+ENGINE = "vllm"
+SEARCH_ONLY_ON_COMPLETIONS = (
+    "a search runs in the API server's /v1/completions and /v1/chat/completions handlers (vllm_xargs.ttc "
+    "with a 'search' object), "
+    "or in Python with ttc_plugins.search.run_search over vllm_backend.search_ops.VLLMEngineOps; "
+    "it cannot be a single engine generation"
+)
 
 
 def _pm():
@@ -48,9 +54,7 @@ def parse_request_params(raw: Any, facts: EngineFacts | None = None) -> TTCParam
     string (``"vllm_xargs": {"ttc": "{\\"control\\": ...}"}``); that string must hold an object
     (``"null"`` is an error, not "no ttc").
     """
-    if isinstance(raw, str):
-        raw = decode_json_text(raw)
-    return _pm().parse_params(raw, facts)
+    return requests.parse_raw(_pm(), raw, facts)
 
 
 @dataclass
@@ -69,6 +73,8 @@ class FrontendState:
     #: widest beam: the configured ``max_beam_width``, half of ``max_logprobs`` (each beam asks
     #: for 2 * width logprobs) and ``max_num_seqs`` (each beam holds a request slot)
     max_beam_width: int = 16
+    #: the worker replays CUDA graphs, which skip the Python inside the residual-control op
+    cuda_graphs: bool = False
 
     @classmethod
     def from_vllm_config(cls, vllm_config: Any) -> "FrontendState":
@@ -95,73 +101,56 @@ class FrontendState:
                     max(1, int(getattr(model_config, "max_logprobs", 20) or 20) // 2),
                     int(getattr(sched, "max_num_seqs", 256) or 256))
         vocab = model_config.get_vocab_size() if hasattr(model_config, "get_vocab_size") else getattr(hf, "vocab_size", None)
-        return cls(cfg, hidden, layers, vocab, arch, supported, block, uses_beam_scheduler(sched), width)
+        return cls(cfg, hidden, layers, vocab, arch, supported, block, uses_beam_scheduler(sched), width,
+                   replays_cuda_graphs(vllm_config))
 
     @property
     def facts(self) -> EngineFacts:
         controls = self.config is not None and self.config.controls
+        refused = {"ttc.search": SEARCH_ONLY_ON_COMPLETIONS}
+        if not controls:
+            refused["ttc.control"] = ("hidden-state control is off on this engine; start it with "
+                                      "--additional-config '{\"ttc\": {}}' (LLM(additional_config={\"ttc\": {}}))")
+        elif not self.controls_supported:
+            refused["ttc.control"] = f"model architecture {self.architecture} does not support controls"
+        elif self.cuda_graphs:
+            refused["ttc.control"] = ("hidden-state control needs an engine without CUDA graphs (graph replay skips the "
+                                      "per-request lookup in the control op); start it with --enforce-eager "
+                                      "(LLM(enforce_eager=True)); decoding hooks work either way")
+        if not self.beam_scheduler:
+            refused["ttc.beam"] = ("token beam search runs in the engine's scheduler; start the engine with "
+                                   f"--scheduler-cls {BEAM_SCHEDULER} (LLM(scheduler_cls=...))")
         return EngineFacts(vocab_size=self.vocab_size, hidden_size=self.hidden_size, num_layers=self.num_layers,
                            ttc_layers=tuple(sorted(self.config.ttc_layers)) if controls else (),
-                           vectors=self.config.vector_library() if controls else None)
+                           vectors=self.config.vector_library() if controls else None, refused=refused,
+                           max_beam_width=self.max_beam_width,
+                           beam_width_limits="additional_config.ttc.max_beam_width, max_logprobs / 2 and "
+                                             "max_num_seqs bound it")
 
     def prepare(self, raw: Any, request_id: str, prompt_token_ids: Any) -> tuple[dict[str, Any], str | None]:
         """Validate and resolve one request: (``extra_args`` entries to set, cache salt or None).
 
         :raises TTCParamError: naming the field (HTTP 400 upstream).
         """
-        facts = self.facts
-        params = parse_request_params(raw, facts)
-        out: dict[str, Any] = {"ttc": params.to_json() if params is not None else None, REQUEST_ID_KEY: request_id}
-        if params is None:
-            return out, None
-        ctx = RequestContext(
-            request_id=request_id,
-            params=params,
-            prompt_token_ids=tuple(prompt_token_ids or ()),
-            engine="vllm",
-            facts=facts,
-        )
-        if params.beam is not None:
-            self.check_beam(params)
-        if params.control is not None:
-            if self.config is None or not self.config.controls:
-                raise TTCParamError(
-                    "ttc.control",
-                    "hidden-state control is off on this engine; start it with "
-                    "--additional-config '{\"ttc\": {}}' (LLM(additional_config={\"ttc\": {}}))",
-                )
-            if not self.controls_supported:
-                raise TTCParamError("ttc.control", f"model architecture {self.architecture} does not support controls")
-        pm = _pm()
-        spec = pm.hook.ttc_resolve_control(ctx=ctx)
-        if spec is not None:
-            if not isinstance(spec, ControlSpec):
-                raise TypeError(f"ttc_resolve_control returned {type(spec).__name__}, expected ControlSpec")
-            if spec.layers and self.num_layers is not None and max(spec.layers) >= self.num_layers:
-                raise TTCParamError("ttc.control.layers", f"the model has {self.num_layers} decoder layers")
-            ctx.control = spec
-            out[RESOLVED_KEY] = spec.to_json()
-        salt = pm.hook.ttc_cache_salt(ctx=ctx)
-        return out, (SALT_PREFIX + salt) if salt else None
-
-    def check_beam(self, params: TTCParams) -> None:
-        """``ttc.beam`` runs inside the engine's scheduler: refuse it where it cannot run."""
-        if not self.beam_scheduler:
-            raise TTCParamError(
-                "ttc.beam",
-                "token beam search runs in the engine's scheduler; start the engine with "
-                f"--scheduler-cls {BEAM_SCHEDULER} (LLM(scheduler_cls=...))",
-            )
-        assert params.beam is not None
-        if params.beam.width > self.max_beam_width:
-            raise TTCParamError(
-                "ttc.beam.width",
-                f"{params.beam.width} is above this engine's limit of {self.max_beam_width} (additional_config.ttc."
-                "max_beam_width, max_logprobs / 2 and max_num_seqs bound it)",
-            )
+        prepared = requests.prepare_request(_pm(), raw, request_id=request_id, prompt_token_ids=prompt_token_ids,
+                                            facts=self.facts, engine=ENGINE)
+        if prepared is None:
+            return {TTC_KEY: None, REQUEST_ID_KEY: request_id}, None
+        return {**prepared.wire, REQUEST_ID_KEY: request_id}, prepared.cache_salt
 
 
 BEAM_SCHEDULER = "ttc_plugins.vllm_backend.beam_scheduler.TTCScheduler"
+
+
+def replays_cuda_graphs(vllm_config: Any) -> bool:
+    """Whether the engine's worker replays CUDA graphs (a CUDA device, not eager, a cudagraph
+    mode other than NONE): a captured graph replays the control op's kernels with the tables of
+    the capture, not this step's requests."""
+    device = getattr(getattr(vllm_config, "device_config", None), "device_type", "cpu")
+    if str(device) != "cuda" or getattr(vllm_config.model_config, "enforce_eager", False):
+        return False
+    mode = getattr(getattr(vllm_config, "compilation_config", None), "cudagraph_mode", None)
+    return mode is not None and getattr(mode, "name", str(mode)) != "NONE"
 
 
 def uses_beam_scheduler(scheduler_config: Any) -> bool:
@@ -175,58 +164,25 @@ def uses_beam_scheduler(scheduler_config: Any) -> bool:
     return any(c.__name__ == "TTCScheduler" and c.__module__.endswith("beam_scheduler") for c in cls.__mro__)
 
 
-def combine_salt(existing: str | None, ours: str | None) -> str | None:
-    """The request's own ``cache_salt`` (if any) stays part of the key: isolation composes."""
-    if ours is None:
-        return existing
-    return ours if not existing else f"{existing}|{ours}"
-
-
-def kv_stats(prompt_len: int, num_cached_tokens: int, num_output_tokens: int, block_size: int | None) -> KVStats:
-    """Accounting of one finished request: prompt tokens served from the prefix cache are
-    reused; every other prompt token and every generated token was computed by the model."""
-    reused = max(0, min(int(num_cached_tokens or 0), prompt_len))
-    computed = prompt_len - reused + num_output_tokens
-    total = prompt_len + num_output_tokens
-    blocks = math.ceil(total / block_size) if block_size else 0
-    return KVStats(tokens_computed=computed, tokens_reused=reused, blocks_held=blocks, peak_blocks=blocks)
-
-
 def report_finished(extra: Mapping[str, Any], request_id: str, prompt_token_ids: Any, output_token_ids: Any,
                     finish_reason: str | None, num_cached_tokens: int, block_size: int | None,
                     beam_kv: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Call ``ttc_kv_report`` and ``ttc_request_finished`` for a finished opted-in request;
-    returns the result summary attached to the ``RequestOutput`` (``output.ttc``).
+    """The finishing hooks of an opted-in request; returns the result summary attached to the
+    ``RequestOutput`` (``output.ttc``).
 
-    :param beam_kv: a token beam search's engine accounting (``output.ttc["beam"]["kv"]``): its
-        tokens computed, and prompt tokens from the prefix cache plus prefix tokens its forks
-        shared instead of recomputing, are what the KV hooks see.
+    :param beam_kv: a token beam search's engine accounting (``output.ttc["beam"]["kv"]``).
     """
     pm = _pm()
-    params = parse_request_params(extra.get("ttc"))
-    resolved = extra.get(RESOLVED_KEY)
-    ctx = RequestContext(
-        request_id=request_id,
-        params=params,
-        prompt_token_ids=tuple(prompt_token_ids or ()),
-        control=ControlSpec.from_json(resolved) if resolved else None,
-        engine="vllm",
-    )
-    stats = kv_stats(len(ctx.prompt_token_ids), num_cached_tokens, len(output_token_ids), block_size)
+    ctx = requests.context_from_wire(pm, extra, request_id=request_id, prompt_token_ids=prompt_token_ids or (),
+                                     engine=ENGINE)
+    if ctx is None:
+        ctx = RequestContext(request_id=request_id, prompt_token_ids=tuple(prompt_token_ids or ()), engine=ENGINE)
+    stats = report.kv_stats(len(ctx.prompt_token_ids), num_cached_tokens, len(output_token_ids), block_size)
     if beam_kv is not None:
-        stats = KVStats(tokens_computed=int(beam_kv["tokens_computed"]),
-                        tokens_reused=stats.tokens_reused + int(beam_kv["tokens_shared_by_fork"]),
-                        blocks_held=0, peak_blocks=int(beam_kv.get("peak_blocks", 0)))
-    pm.hook.ttc_kv_report(ctx=ctx, stats=stats)
-    report = RequestReport(request_id=request_id, finish_reason=finish_reason,
-                           output_token_ids=tuple(output_token_ids), kv=stats)
-    pm.hook.ttc_request_finished(ctx=ctx, report=report)
-    return {
-        "control_key": ctx.control.key if ctx.control is not None else None,
-        "kv": {"tokens_computed": stats.tokens_computed, "tokens_reused": stats.tokens_reused,
-               "blocks_held": stats.blocks_held, "peak_blocks": stats.peak_blocks},
-        **report.extra,
-    }
+        stats = report.beam_kv_stats(beam_kv["tokens_computed"],
+                                     stats.tokens_reused + int(beam_kv["tokens_shared_by_fork"]),
+                                     beam_kv.get("peak_blocks", 0))
+    return report.finish_request(pm, ctx, stats, finish_reason, output_token_ids)
 
 
 _block_size: int | None = None

@@ -30,7 +30,7 @@ from typing import Any, Callable
 from vllm.v1.request import Request, RequestStatus
 
 from . import kv_fork
-from .wire import BRANCH_KEY
+from ttc_plugins.runtime.wire import BRANCH_KEY
 #: statuses of a request whose branch may go on (the frontend's stop-string abort, the step limit)
 HOLDABLE = (RequestStatus.FINISHED_ABORTED, RequestStatus.FINISHED_LENGTH_CAPPED)
 

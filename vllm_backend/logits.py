@@ -21,7 +21,9 @@ import torch
 from vllm.sampling_params import SamplingParams
 from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor, process_dict_updates
 
-from ttc_plugins.types import ControlSpec, LogitsBatch, LogitsRow, RequestContext
+from ttc_plugins.runtime.requests import context_from_wire
+from ttc_plugins.runtime.wire import REQUEST_ID_KEY, TTC_KEY
+from ttc_plugins.types import LogitsBatch, LogitsRow
 
 from . import control_state, is_registered
 
@@ -34,17 +36,17 @@ class TTCLogitsProcessor(LogitsProcessor):
         if not is_registered():
             return
         extra = sampling_params.extra_args
-        if not extra or extra.get("ttc") is None:
+        if not extra or extra.get(TTC_KEY) is None:
             return
         from .frontend import parse_request_params
 
-        parse_request_params(extra["ttc"])
+        parse_request_params(extra[TTC_KEY])
 
     def __init__(self, vllm_config: Any, device: torch.device, is_pin_memory: bool):
         self.enabled = is_registered()
         self.state = control_state.state_for(vllm_config)
         self.primary = self.enabled and self.state.claim(self)
-        self.decoding_rows: dict[int, control_state.RowState] = {}
+        self.opted_rows: dict[int, control_state.RowState] = {}
         self._pm = None
         eos = getattr(vllm_config.model_config.hf_config, "eos_token_id", None)
         self.eos_token_id = eos[0] if isinstance(eos, (list, tuple)) else eos
@@ -55,41 +57,34 @@ class TTCLogitsProcessor(LogitsProcessor):
 
     def _new_row(self, params: SamplingParams, prompt_ids: list[int] | None, output_ids: list[int]):
         extra = params.extra_args
-        if not extra or extra.get("ttc") is None:
+        if not extra or extra.get(TTC_KEY) is None:
             return None
         if self._pm is None:
             from ttc_plugins.manager import get_plugin_manager
 
             self._pm = get_plugin_manager()
-        ttc = self._pm.parse_params(extra["ttc"])  # the frontend's canonical JSON: never fails here
-        resolved = extra.get(control_state.RESOLVED_KEY)
-        control = ControlSpec.from_json(resolved) if resolved else None
-        ctx = RequestContext(
-            request_id=str(extra.get("_ttc_request_id", "")),
-            params=ttc,
-            prompt_token_ids=tuple(prompt_ids or ()),
-            control=control,
-            engine="vllm",
-        )
-        return control_state.RowState(ctx=ctx, output_token_ids=output_ids, has_decoding=bool(ttc and ttc.decoding))
+        # the frontend's canonical JSON: never fails here
+        ctx = context_from_wire(self._pm, extra, request_id=str(extra.get(REQUEST_ID_KEY, "")),
+                                prompt_token_ids=prompt_ids or (), engine="vllm")
+        return control_state.RowState(ctx=ctx, output_token_ids=output_ids)
 
     def update_state(self, batch_update: BatchUpdate | None) -> None:
         if not self.primary or not batch_update:
             return
         rows = self.state.rows
         if process_dict_updates(rows, batch_update, self._new_row):
-            self.decoding_rows = {i: r for i, r in rows.items() if r.has_decoding}
+            self.opted_rows = dict(rows)  # every opted-in row sees ttc_process_logits (the hook's contract)
             self.state.rows_changed()
 
     def apply(self, logits: torch.Tensor) -> torch.Tensor:
         if self.primary and self.state.rows and self._pm is not None and self._pm.has_impls("ttc_accept_token"):
             self._judge_tokens(logits)
-        if not self.decoding_rows:
+        if not self.opted_rows or not self._pm.has_impls("ttc_process_logits"):
             return logits
         num_rows = logits.shape[0]
         rows = [
             LogitsRow(index=i, ctx=r.ctx, output_token_ids=r.output_token_ids)
-            for i, r in sorted(self.decoding_rows.items())
+            for i, r in sorted(self.opted_rows.items())
             if i < num_rows
         ]
         if rows:

@@ -26,6 +26,8 @@ from typing import Any
 
 import torch
 
+from ttc_plugins.runtime.control_tables import apply_adapter, apply_steering
+
 from . import control_state
 from .config import parse_engine_config
 
@@ -40,39 +42,25 @@ SUPPORTED_ARCHITECTURES: dict[str, tuple[str, str]] = {
 TESTED_ARCHITECTURES = ("LlamaForCausalLM",)
 
 
-def _kernel():
-    """``ttc_plugins.kernels.residual_control``: in place; Triton on CUDA, its reference on CPU."""
-    from ttc_plugins.kernels import residual_control
-
-    return residual_control
-
-
-_apply_kernel = None
-
-
 @torch.library.custom_op("ttc::residual_control", mutates_args=("hidden_states", "residual"))
 def residual_control_op(hidden_states: torch.Tensor, residual: torch.Tensor, layer: int) -> None:
     """Apply each token's own request's control to the residual stream after ``layer``."""
-    global _apply_kernel
     fc, state = control_state.current_state()
     if state is None or not state.has_controls:
         return
     plan = state.forward_plan(fc, hidden_states.device)
     if plan is None:
         return
-    lp = plan.steer.get(layer)
-    if lp is not None:
-        if _apply_kernel is None:
-            _apply_kernel = _kernel()
-        stream = _stream(hidden_states, residual, lp.token_idx)
-        _apply_kernel(stream, lp.token_slot, lp.vectors, lp.scales, lp.modes, lp.preserve_norm)
-        _write_stream(hidden_states, residual, lp.token_idx, stream)
-    ap = plan.adapters.get(layer)
-    if ap is not None:
-        # A request has one control, so these tokens are disjoint from the steered ones above.
-        stream = _stream(hidden_states, residual, ap.token_idx)
-        stream += ap.scale[:, None] * state.adapters[layer](stream, ap.horizon).float()
-        _write_stream(hidden_states, residual, ap.token_idx, stream)
+    steer = plan.steer.get(layer)
+    if steer is not None:
+        stream = _stream(hidden_states, residual, steer.token_idx)
+        apply_steering(stream, steer)
+        _write_stream(hidden_states, residual, steer.token_idx, stream)
+    adapt = plan.adapters.get(layer)
+    if adapt is not None:  # a request has one control: these tokens are not the steered ones
+        stream = _stream(hidden_states, residual, adapt.token_idx)
+        apply_adapter(stream, adapt, state.adapters[layer])
+        _write_stream(hidden_states, residual, adapt.token_idx, stream)
 
 
 def _stream(hidden_states: torch.Tensor, residual: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:

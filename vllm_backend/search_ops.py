@@ -1,6 +1,6 @@
 """:class:`~ttc_plugins.search.engine.EngineOps` over an in-process ``vllm.LLM``.
 
-Semantics mirror the reference :class:`~ttc_plugins.testing.memory_engine.MemoryEngine`:
+Semantics mirror the reference :class:`~ttc_plugins.search.hf_ops.HFEngineOps`:
 
 - ``extend``: every continuation of every request of one call is one engine request, all
   submitted together as one batch (the prompts are the branches' token ids, so children of a
@@ -46,10 +46,10 @@ from ttc_plugins.kv.held import HeldState
 from ttc_plugins.search.engine import ExtendRequest, VerifyRequest
 from ttc_plugins.search.engine_base import EngineOpsBase
 from ttc_plugins.search.stop_tokens import tokens_containing
-from ttc_plugins.testing.memory_engine import continuation_seed
+from ttc_plugins.search.seeds import continuation_seed
 from ttc_plugins.types import Step
 
-from .wire import BRANCH_KEY
+from ttc_plugins.runtime.wire import BRANCH_KEY
 
 __all__ = ["VLLMEngineOps", "llm_kwargs"]
 
@@ -94,7 +94,7 @@ class VLLMEngineOps(EngineOpsBase):
     :param pm: plugin manager; ``ttc_kv_report`` is called after each continuation.
     :param seeded: pass per-continuation seeds (batch-independent sampling). ``False`` drops the
         seeds (sampling then depends on the engine's global generator).
-    :param add_bos: prepend the tokenizer's BOS in :meth:`encode` (as MemoryEngine does).
+    :param add_bos: prepend the tokenizer's BOS in :meth:`encode` (as HFEngineOps does).
     :param reward_models: reward models served beside the engine, by name, for the ``prm``
         scorer (e.g. ``{"prm": vllm_backend.reward_model.VLLMRewardModel(prm_llm)}``).
     :param fork: fork each branch's children in place from its held last step (``None``: when

@@ -27,6 +27,7 @@ from typing import Any
 
 from ttc_plugins.errors import TTCParamError
 from ttc_plugins.params import TTCParams
+from ttc_plugins.runtime.wire import BEAM_REPORT_KEY
 from ttc_plugins.search import serving as served
 
 from . import compat, frontend
@@ -36,15 +37,8 @@ log = logging.getLogger("ttc_plugins.vllm_backend")
 __all__ = ["SEARCH_ONLY_ON_COMPLETIONS", "create_search_chat_completion", "create_search_completion",
            "search_params_of"]
 
-SEARCH_ONLY_ON_COMPLETIONS = (
-    "a search runs in the API server's /v1/completions and /v1/chat/completions handlers (vllm_xargs.ttc "
-    "with a 'search' object), "
-    "or in Python with ttc_plugins.search.run_search over vllm_backend.search_ops.VLLMEngineOps; "
-    "it cannot be a single engine generation"
-)
-
-
-BEAM_RESULT_KEY = "ttc_beam"  # beam_scheduler.RESULT_KEY
+SEARCH_ONLY_ON_COMPLETIONS = frontend.SEARCH_ONLY_ON_COMPLETIONS
+BEAM_RESULT_KEY = BEAM_REPORT_KEY
 
 
 def _bad(field: str, message: str):

@@ -59,7 +59,7 @@ def server_cmd(model: str, port: int, *extra: str) -> list[str]:
 
 
 def generate(llm: Any, prompts: Sequence[Sequence[int]], ttcs: Sequence[dict | None], max_tokens: int,
-             *, with_outputs: bool = False) -> list:
+             *, with_outputs: bool = False, cache_salt: str | None = None) -> list:
     """Greedy, one batch; returns (token_ids, logprobs) per prompt (plus the RequestOutput)."""
     from vllm import SamplingParams
 
@@ -68,7 +68,8 @@ def generate(llm: Any, prompts: Sequence[Sequence[int]], ttcs: Sequence[dict | N
                        extra_args=None if t is None else {"ttc": t})
         for t in ttcs
     ]
-    outs = llm.generate([{"prompt_token_ids": list(p)} for p in prompts], params, use_tqdm=False)
+    salt = {"cache_salt": cache_salt} if cache_salt else {}
+    outs = llm.generate([{"prompt_token_ids": list(p), **salt} for p in prompts], params, use_tqdm=False)
     results = []
     for o in outs:
         c = o.outputs[0]

@@ -21,11 +21,12 @@ HOOK_TYPE = HookType.AROUND
 def hook(original_fn, self, request, raw_request, *args, **kwargs):
     from ttc_plugins.errors import TTCParamError
 
-    from .. import serving
+    from .. import _state, serving
 
     try:
         params = serving.search_params_of(request)
-        beam = serving.beam_params_of(request) if params is None else None
+        beam = (serving.beam_params_of(request, _state.frontend().facts(self.tokenizer_manager))
+                if params is None else None)
     except TTCParamError as exc:
         return _answer(serving.bad(self, exc.field, exc.message))
     if beam is not None:

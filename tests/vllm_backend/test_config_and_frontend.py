@@ -9,13 +9,10 @@ import pytest
 
 from ttc_plugins.errors import TTCParamError
 from ttc_plugins.vllm_backend.config import EngineConfig, TTCConfigError, parse_engine_config
+from ttc_plugins.runtime.wire import RESOLVED_KEY, SALT_PREFIX
 from ttc_plugins.vllm_backend.frontend import (
-    RESOLVED_KEY,
-    SALT_PREFIX,
-    FrontendState,
     BEAM_SCHEDULER,
-    combine_salt,
-    kv_stats,
+    FrontendState,
     parse_request_params,
     uses_beam_scheduler,
 )
@@ -123,20 +120,6 @@ def test_control_refused_when_engine_has_no_ttc_section_or_arch_unsupported():
     assert _state(config=None).prepare({"decoding": [{"name": "ban_tokens", "token_ids": [1]}]}, "r", [1])[1] is None
 
 
-def test_combine_salt_keeps_client_salt():
-    assert combine_salt(None, None) is None
-    assert combine_salt("user", None) == "user"
-    assert combine_salt(None, "ttc:ab") == "ttc:ab"
-    assert combine_salt("user", "ttc:ab") == "user|ttc:ab"
-
-
-def test_kv_stats():
-    s = kv_stats(prompt_len=460, num_cached_tokens=384, num_output_tokens=4, block_size=128)
-    assert (s.tokens_reused, s.tokens_computed, s.blocks_held) == (384, 80, 4)
-    s = kv_stats(prompt_len=10, num_cached_tokens=50, num_output_tokens=0, block_size=None)
-    assert (s.tokens_reused, s.tokens_computed, s.blocks_held) == (10, 0, 0)
-
-
 def test_ttc_layer_adapters_checked_at_start(tmp_path):
     torch = pytest.importorskip("torch")
     from ttc_plugins.ttc_layer.adapter import TTCAdapter
@@ -176,3 +159,29 @@ def test_beam_scheduler_recognised_by_name_or_class():
     assert uses_beam_scheduler(SimpleNamespace(scheduler_cls=BEAM_SCHEDULER.rsplit(".", 1)[0] + ":TTCScheduler"))
     assert not uses_beam_scheduler(SimpleNamespace(scheduler_cls="vllm.v1.core.sched.scheduler.Scheduler"))
     assert not uses_beam_scheduler(SimpleNamespace(scheduler_cls=None))
+
+
+def test_control_refused_where_the_worker_replays_cuda_graphs():
+    state = _state()
+    state.cuda_graphs = True
+    with pytest.raises(TTCParamError, match="--enforce-eager") as info:
+        state.prepare(steer(), "r", [1])
+    assert info.value.field == "ttc.control"
+    assert state.prepare({"decoding": [{"name": "ban_tokens", "token_ids": [1]}]}, "r", [1])[1] is None
+
+
+@pytest.mark.parametrize("device, eager, mode, replays", [
+    ("cuda", False, "FULL_AND_PIECEWISE", True),
+    ("cuda", True, "FULL_AND_PIECEWISE", False),
+    ("cuda", False, "NONE", False),
+    ("cpu", False, "FULL_AND_PIECEWISE", False),
+])
+def test_replays_cuda_graphs(device, eager, mode, replays):
+    from types import SimpleNamespace
+
+    from ttc_plugins.vllm_backend.frontend import replays_cuda_graphs
+
+    cfg = SimpleNamespace(device_config=SimpleNamespace(device_type=device),
+                          model_config=SimpleNamespace(enforce_eager=eager),
+                          compilation_config=SimpleNamespace(cudagraph_mode=SimpleNamespace(name=mode)))
+    assert replays_cuda_graphs(cfg) is replays

@@ -31,9 +31,9 @@ def test_forward_plan_maps_each_token_to_its_own_requests_control():
     state = ControlState(hidden_size=4, num_layers=3)
     a, b = _spec([0, 2], 1.0), _spec([2], 5.0, "project")
     state.rows = {
-        0: RowState(RequestContext("r0", control=a), [], False),
-        2: RowState(RequestContext("r2", control=b), [], False),
-        3: RowState(RequestContext("r3", control=a), [], False),
+        0: RowState(RequestContext("r0", control=a), []),
+        2: RowState(RequestContext("r2", control=b), []),
+        3: RowState(RequestContext("r3", control=a), []),
     }
     state.rows_changed()
     fc = _FC({"layer": _Meta(torch.tensor([0, 3, 4, 6, 7]))})  # 4 requests: 3, 1, 2, 1 tokens
@@ -54,9 +54,9 @@ def test_forward_plan_routes_ttc_layer_tokens_with_their_own_horizon():
     deep = ControlSpec.build("ttc_layer", [1], {"horizon": 16, "scale": 0.5})
     off = ControlSpec.build("ttc_layer", [1], {"horizon": 0, "scale": 1.0})
     state.rows = {
-        0: RowState(RequestContext("r0", control=deep), [], False),
-        1: RowState(RequestContext("r1", control=off), [], False),
-        2: RowState(RequestContext("r2", control=_spec([1], 2.0)), [], False),
+        0: RowState(RequestContext("r0", control=deep), []),
+        1: RowState(RequestContext("r1", control=off), []),
+        2: RowState(RequestContext("r2", control=_spec([1], 2.0)), []),
     }
     state.rows_changed()
     plan = state.forward_plan(_FC({"layer": _Meta(torch.tensor([0, 2, 5, 6]))}), torch.device("cpu"))
@@ -69,7 +69,7 @@ def test_forward_plan_routes_ttc_layer_tokens_with_their_own_horizon():
 
 def test_no_controls_no_plan():
     state = ControlState(hidden_size=4, num_layers=3)
-    state.rows = {0: RowState(RequestContext("r0"), [], True)}
+    state.rows = {0: RowState(RequestContext("r0"), [])}
     state.rows_changed()
     assert not state.has_controls
     assert state.forward_plan(_FC({"l": _Meta(torch.tensor([0, 2]))}), torch.device("cpu")) is None

@@ -16,6 +16,8 @@ from __future__ import annotations
 import functools
 
 from ttc_plugins.errors import TTCParamError
+from ttc_plugins.runtime.requests import combine_salt, without_private
+from ttc_plugins.runtime.wire import BRANCH_KEY, PRIVATE_KEYS, TTC_KEY
 
 from .. import frontend
 
@@ -44,16 +46,17 @@ def apply() -> None:
     @functools.wraps(original_process)
     def process_inputs(self, request_id, prompt, params, *args, **kwargs):
         extra = params.extra_args if isinstance(params, SamplingParams) else None
-        if extra and frontend.BRANCH_KEY in extra:
+        if extra and BRANCH_KEY in extra:
             try:
-                frontend.check_branch_args(extra[frontend.BRANCH_KEY])
+                frontend.check_branch_args(extra[BRANCH_KEY])
             except TTCParamError as exc:
                 raise VLLMValidationError(str(exc), parameter=exc.field) from None
-        if not extra or not any(k in extra for k in ("ttc", *frontend.PRIVATE_KEYS)):
+        if not extra or not any(k in extra for k in (TTC_KEY, *PRIVATE_KEYS)):
             return original_process(self, request_id, prompt, params, *args, **kwargs)
-        raw = extra.get("ttc")
+        raw = extra.get(TTC_KEY)
+        state = getattr(self, "_ttc_frontend", None) or frontend.FrontendState.from_vllm_config(self.vllm_config)
         try:
-            parsed = frontend.parse_request_params(raw)  # fail before tokenizing
+            parsed = frontend.parse_request_params(raw, state.facts)  # fail before tokenizing
         except TTCParamError as exc:
             raise VLLMValidationError(str(exc), parameter=exc.field) from None
         if parsed is not None and parsed.beam is not None and getattr(params, "n", 1) != 1:
@@ -61,19 +64,18 @@ def apply() -> None:
             raise VLLMValidationError("n: a ttc.beam request answers its best beam (all beams are in the "
                                       "ttc.beam report); use n=1", parameter="n")
         request = original_process(self, request_id, prompt, params, *args, **kwargs)
-        state = getattr(self, "_ttc_frontend", None) or frontend.FrontendState.from_vllm_config(self.vllm_config)
         try:
             entries, salt = state.prepare(raw, request.request_id, request.prompt_token_ids)
         except TTCParamError as exc:
             raise VLLMValidationError(str(exc), parameter=exc.field) from None
         sp = request.sampling_params  # the request's own clone
-        new_extra = {k: v for k, v in (sp.extra_args or {}).items() if k not in frontend.PRIVATE_KEYS}
-        if entries["ttc"] is None:
-            new_extra.pop("ttc", None)
+        new_extra = without_private(sp.extra_args)
+        if entries[TTC_KEY] is None:
+            new_extra.pop(TTC_KEY, None)
         else:
             new_extra.update(entries)
         sp.extra_args = new_extra or None
-        request.cache_salt = frontend.combine_salt(request.cache_salt, salt)
+        request.cache_salt = combine_salt(request.cache_salt, salt)
         return request
 
     InputProcessor.__init__ = __init__

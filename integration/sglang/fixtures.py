@@ -1,4 +1,5 @@
-"""Fixtures of the SGLang integration suite (sglang 0.5.23 on CPU, tiny random Llama).
+"""Fixtures of the SGLang integration suites (SGLang on CPU, tiny random Llama): this folder's and
+the conformance suite's (loaded as a plugin by ``integration/conftest.py``).
 
 SGLang engines are slow to start on a 2-core box, so there are three, started lazily:
 
@@ -34,7 +35,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 # Appended, not prepended: the repo's source folder ttc_plugins/ must not shadow the installed
 # package (the integration sessions install ttc-plugins as a wheel, with its mapped subpackages).
-sys.path.append(str(ROOT))
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))
 sys.path.insert(0, str(HERE))
 
 _RUN_DIR = Path(tempfile.mkdtemp(prefix="ttc-sglang-it-"))
@@ -246,3 +248,75 @@ def prm_server(prm_dir):
     reward model ``prm`` in ``TTC_SGLANG_CONFIG``. Yields the base URL."""
     yield _ready("prm-server", _start_prm_server)
     _CHILDREN["prm-server"].stop()
+
+
+# -- the conformance suite's engine (integration/conformance/engine.py) --------------------------
+@pytest.fixture(scope="session")
+def engine_generate(engine):
+    def generate(prompts, ttcs, max_tokens, cache_salt=None):
+        return engine_helpers.rows(engine_helpers.generate_raw(engine, prompts, ttcs, max_tokens, cache_salt=cache_salt))
+
+    return generate
+
+
+@pytest.fixture(scope="session")
+def engine_plain_run(no_plugin_run) -> list:
+    return no_plugin_run[0]
+
+
+@pytest.fixture
+def engine_ops(engine):
+    from ttc_plugins.sglang_backend.search_ops import SGLangEngineOps
+
+    # SGLang honours per-request sampling_seed only with enable_deterministic_inference, which it
+    # refuses on CPU (torch_native attention): the suite's ops run unseeded
+    return lambda pm: SGLangEngineOps(engine, pm=pm, seeded=False)
+
+
+@pytest.fixture(scope="session")
+def engine_beam(engine):
+    from integration.conformance.engine import BeamOut
+
+    def beam(prompts, beam, max_tokens, stop_token_ids=None):
+        sp = {"max_new_tokens": max_tokens, "custom_params": {"ttc": {"beam": beam}}}
+        if stop_token_ids is not None:
+            sp["stop_token_ids"] = stop_token_ids
+        outs = engine.generate(input_ids=[list(p) for p in prompts], sampling_params=[sp] * len(prompts))
+        outs = outs if isinstance(outs, list) else [outs]
+        return [BeamOut(o["output_ids"], o["meta_info"]["finish_reason"]["type"], o["meta_info"]["ttc"]["beam"])
+                for o in outs]
+
+    return beam
+
+
+@pytest.fixture(scope="session")
+def engine_eos(engine) -> int | None:
+    return engine.tokenizer_manager.tokenizer.eos_token_id
+
+
+@pytest.fixture(scope="session")
+def engine_openai(server):
+    """(OpenAI client of the engine's server, model name, ``ttc`` section -> extra_body)."""
+    import openai
+
+    client = openai.OpenAI(base_url=f"{server}/v1", api_key="unused", max_retries=0, timeout=120)
+    return client, client.models.list().data[0].id, lambda ttc: {"custom_params": {"ttc": ttc}}
+
+
+@pytest.fixture(scope="session")
+def engine_serve(server):
+    """One greedy request on the engine's server (native ``/generate``): (token_ids, logprobs)."""
+    import requests
+
+    def serve(prompt, ttc, max_tokens):
+        body = {"input_ids": list(prompt), "sampling_params": engine_helpers.sampling(ttc, max_tokens),
+                "return_logprob": True}
+        return engine_helpers.rows([requests.post(f"{server}/generate", json=body, timeout=120).json()])[0]
+
+    return serve
+
+
+@pytest.fixture(scope="session")
+def engine_reused_tokens():
+    """SGLang reports radix hits per request only (``cached_tokens``): no engine-wide counter."""
+    return lambda: None

@@ -1,0 +1,37 @@
+"""What an engine provides to the conformance suite: fixtures with these names, defined in its
+``integration/<engine>/fixtures.py`` (loaded by ``integration/conftest.py``). A third engine
+plugs in by providing the same fixtures; the suite's tests never name an engine.
+
+- ``engine_name``: ``"vllm"``, ``"sglang"``, ...
+- ``tiny_model``, ``hf``, ``reference``, ``named_vector``: the suite's tiny model, its HF
+  reference (:mod:`integration.common.hf_reference`) and the named steering vector ``honest``
+  the engine was started with.
+- ``engine_generate(prompts, ttcs, max_tokens, cache_salt=None) -> [(token_ids, logprobs)]``:
+  one greedy batch on the in-process engine with the plugin (:mod:`integration.common.scenarios`).
+- ``engine_plain_run``: the scenarios' all-plain batch on an engine without the plugin.
+- ``engine_ops(pm) -> EngineOps``: the engine's synchronous search operations over the in-process
+  engine, with the given plugin manager (function scope: the engine fixture cleans up after it).
+- ``engine_beam(prompts, beam, max_tokens, stop_token_ids=None) -> [BeamOut]``: ``ttc.beam``
+  requests on the in-process engine.
+- ``engine_eos``: the tokenizer's EOS id.
+- ``engine_reused_tokens() -> int | None``: prompt tokens the engine itself counts as reused so far
+  (its prefix-cache hits plus in-place fork sharing), ``None`` where it keeps no such counter.
+- ``engine_openai``: (OpenAI client of the engine's own server started with the plugin, model
+  name, ``ttc`` section -> the request's ``extra_body``).
+- ``engine_serve(prompt_ids, ttc, max_tokens) -> (token_ids, logprobs)``: one greedy request on
+  that server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class BeamOut:
+    """One ``ttc.beam`` request's answer: the engine's output (the best beam) and the report."""
+
+    token_ids: list[int]
+    finish_reason: str
+    report: dict[str, Any]

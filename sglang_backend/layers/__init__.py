@@ -1,1 +1,0 @@
-"""Model-side pieces of the SGLang backend (mirrors ``vllm_backend``/``kernels`` names)."""

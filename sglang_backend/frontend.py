@@ -8,7 +8,7 @@
   raises, and the scheduler never sees the request.
 - a ``ttc.beam`` request is checked (:func:`check_beam`: ``n``, stop strings, ``return_logprob``;
   the width limit is one of the facts) and sent as a SGLang beam request (``SamplingParams.beam_width``) whose steps
-  the scheduler hands to TokenBeam (:mod:`.token_beam`); its report arrives in ``meta_info`` and
+  the scheduler hands to TokenBeam (:mod:`.beam_scheduler`); its report arrives in ``meta_info`` and
   becomes ``meta_info["ttc"]["beam"]`` (every beam with its text, the KV accounting).
 - :func:`check_custom_logit_processor` refuses pickled ``custom_logit_processor`` payloads.
 - :func:`on_output` sees each output dict of an opted-in request; when it finishes it calls

@@ -18,17 +18,18 @@ Two ways to reach the engine:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
 from ttc_plugins.scoring.prm import QWEN_STEP_TAG
 
 __all__ = ["SGLangRewardModel", "served_reward_models"]
 
 _CORRECT = 1  # label index of "this step is correct"
-Encode = Callable[[list[list[int]]], list[list[float]]]
+Encode = Callable[[list[list[int]]], Awaitable[list[list[float]]]]
 
 
 def _single_or_batch(batch: list[list[int]]) -> Any:
@@ -43,12 +44,18 @@ def _embeddings(out: Any) -> list[list[float]]:
 class SGLangRewardModel:
     """A PRM on an SGLang engine; ``encode`` maps token-id prompts to the head's logits."""
 
-    def __init__(self, tokenizer: Any, step_tag_id: int, encode: Encode):
+    def __init__(self, tokenizer: Any, step_tag_id: int, encode: Encode,
+                 run: Callable[[Any], Any] = asyncio.run):
         self.tokenizer = tokenizer
         self.step_tag_id = int(step_tag_id)
         self.step_tag = tokenizer.convert_ids_to_tokens(self.step_tag_id)
         self._encode = encode
+        self._run = run  # how a synchronous caller runs a coroutine of this model
         self.calls = 0
+
+    def step_rewards(self, texts: Sequence[str]) -> list[list[float]]:
+        """:meth:`astep_rewards` for a synchronous caller."""
+        return self._run(self.astep_rewards(texts))
 
     @staticmethod
     def step_tag_id_of(model: str | Path, tokenizer: Any, step_tag: str = QWEN_STEP_TAG) -> int:
@@ -64,35 +71,35 @@ class SGLangRewardModel:
 
         manager = engine.tokenizer_manager
 
-        def encode(batch: list[list[int]]) -> list[list[float]]:
+        async def encode(batch: list[list[int]]) -> list[list[float]]:  # on the engine's loop
             gen = manager.generate_request(EmbeddingReqInput(input_ids=_single_or_batch(batch)), None)
-            return _embeddings(engine.loop.run_until_complete(gen.__anext__()))
+            return _embeddings(await gen.__anext__())
 
-        return cls.for_model(engine.server_args.model_path, encode)
+        return cls.for_model(engine.server_args.model_path, encode, run=engine.loop.run_until_complete)
 
     @classmethod
     def over_http(cls, url: str, model: str, *, timeout: float = 300.0) -> "SGLangRewardModel":
         """Over a PRM server at ``url``; ``model`` is its model directory (tokenizer, step tag)."""
-        import requests
+        import httpx
 
-        def encode(batch: list[list[int]]) -> list[list[float]]:
-            resp = requests.post(f"{url.rstrip('/')}/encode", json={"input_ids": _single_or_batch(batch)},
-                                 timeout=timeout)
+        async def encode(batch: list[list[int]]) -> list[list[float]]:  # never blocks the server's loop
+            async with httpx.AsyncClient(timeout=timeout) as client:
+                resp = await client.post(f"{url.rstrip('/')}/encode", json={"input_ids": _single_or_batch(batch)})
             resp.raise_for_status()
             return _embeddings(resp.json())
 
         return cls.for_model(model, encode)
 
     @classmethod
-    def for_model(cls, model: str | Path, encode: Encode) -> "SGLangRewardModel":
+    def for_model(cls, model: str | Path, encode: Encode, run: Callable[[Any], Any] = asyncio.run) -> "SGLangRewardModel":
         """With the PRM's own HF tokenizer (what the HF reference reads; the tokenizer manager's
         copy split the tiny PRM's texts differently) and step tag."""
         from transformers import AutoTokenizer
 
         tok = AutoTokenizer.from_pretrained(str(model), local_files_only=True)
-        return cls(tok, cls.step_tag_id_of(model, tok), encode)
+        return cls(tok, cls.step_tag_id_of(model, tok), encode, run)
 
-    def step_rewards(self, texts: Sequence[str]) -> list[list[float]]:
+    async def astep_rewards(self, texts: Sequence[str]) -> list[list[float]]:
         self.calls += 1
         cuts: list[list[int]] = []
         owners: list[int] = []
@@ -102,7 +109,7 @@ class SGLangRewardModel:
                 if t == self.step_tag_id:
                     cuts.append(ids[: pos + 1])
                     owners.append(i)
-        logits = self._encode(cuts) if cuts else []
+        logits = await self._encode(cuts) if cuts else []
         if len(logits) != len(cuts):
             raise RuntimeError(f"reward model returned {len(logits)} outputs for {len(cuts)} steps")
         rewards: list[list[float]] = [[] for _ in texts]
@@ -118,7 +125,7 @@ _served: dict[str, SGLangRewardModel] = {}
 
 async def served_reward_models() -> dict[str, SGLangRewardModel]:
     """The reward models of ``TTC_SGLANG_CONFIG`` ``reward_models`` (each a PRM server), built once
-    per process. Called on the server's loop; requests to the PRM run in scorer worker threads."""
+    per process, awaited on the server's loop."""
     from . import _state
 
     for name, server in _state.config().reward_models.items():

@@ -1,4 +1,7 @@
-""":class:`~ttc_plugins.search.engine.EngineOps` over an in-process ``sglang.Engine``.
+""":class:`~ttc_plugins.search.engine.EngineOps` over an in-process ``sglang.Engine``
+(:class:`SGLangEngineOps`) and over the HTTP server's ``TokenizerManager``
+(:class:`AsyncSGLangEngineOps`): one implementation whose engine calls are coroutines, awaited on
+the engine's own loop.
 
 Semantics mirror the reference :class:`~ttc_plugins.search.hf_ops.HFEngineOps` and
 :class:`~ttc_plugins.vllm_backend.search_ops.VLLMEngineOps`:
@@ -49,7 +52,7 @@ from ttc_plugins.search.engine_base import EngineOpsBase
 from ttc_plugins.search.seeds import continuation_seed
 from ttc_plugins.types import Step
 
-__all__ = ["SGLangEngineOps", "sampling_params"]
+__all__ = ["AsyncSGLangEngineOps", "SGLangEngineOps", "sampling_params"]
 
 ORIGINAL_LOGPROB_ENV = "SGLANG_RETURN_ORIGINAL_LOGPROB"
 
@@ -113,35 +116,35 @@ class SGLangEngineOps(EngineOpsBase):
         self.peak_used_tokens = 0
 
     # -- EngineOps ------------------------------------------------------------------------------
-    def extend(self, requests: Sequence[ExtendRequest]) -> list[list[Step]]:
+    async def aextend(self, requests: Sequence[ExtendRequest]) -> list[list[Step]]:
         todo = self._continuations(requests)
         prompts = [ids for _, _, ids in todo]
         params = [sampling_params(requests[ri], i, seeded=self.seeded) for ri, i, _ in todo]
         owner = [ri for ri, _, _ in todo]
-        outs = self._run(prompts, params, return_logprob=True)
+        outs = await self._arun(prompts, params, return_logprob=True)
         steps = [self._to_step(requests[ri], o) for ri, o in zip(owner, outs)]
         # logprobs of a temperature-scaled distribution: re-score the step tokens (one batch)
         redo = [j for j, ri in enumerate(owner)
                 if not self._engine_logprobs_are_raw(requests[ri].sampling.temperature) and steps[j].token_ids]
         if redo:
             self.rescored += len(redo)
-            vals = self._prompt_token_logprobs([prompts[j] + list(steps[j].token_ids) for j in redo],
-                                        [len(prompts[j]) for j in redo])
+            vals = await self._aprompt_token_logprobs([prompts[j] + list(steps[j].token_ids) for j in redo],
+                                                      [len(prompts[j]) for j in redo])
             for j, v in zip(redo, vals):
                 steps[j] = Step(branch_id=steps[j].branch_id, text=steps[j].text, token_ids=steps[j].token_ids,
                                 stop_reason=steps[j].stop_reason, logprob=v, tokens_reused=steps[j].tokens_reused)
         return self._account(requests, owner, prompts, steps)
 
-    def verify_prob(self, requests: Sequence[VerifyRequest]) -> list[float]:
+    async def averify_prob(self, requests: Sequence[VerifyRequest]) -> list[float]:
         self.calls["verify_prob"] += 1
         if not requests:
             return []
         prompts = [self.encode(r.prompt) for r in requests]
         wanted = [(self._first_token(r.yes), None if r.no is None else self._first_token(r.no)) for r in requests]
         sp = {"max_new_tokens": 1, "temperature": 0.0}
-        outs = self._run(prompts, [dict(sp) for _ in prompts], return_logprob=True,
-                         top_logprobs_num=self.top_logprobs,
-                         token_ids_logprob=[[t for t in dict.fromkeys(w) if t is not None] for w in wanted])
+        outs = await self._arun(prompts, [dict(sp) for _ in prompts], return_logprob=True,
+                                top_logprobs_num=self.top_logprobs,
+                                token_ids_logprob=[[t for t in dict.fromkeys(w) if t is not None] for w in wanted])
         res = []
         for prompt, (yes, no), o in zip(prompts, wanted, outs):
             meta = o["meta_info"]
@@ -153,30 +156,35 @@ class SGLangEngineOps(EngineOpsBase):
         return res
 
     # -- engine ---------------------------------------------------------------------------------
-    def _run(self, prompts: Sequence[Sequence[int]], params: Sequence[dict[str, Any]], **kw: Any) -> list[dict]:
+    def run(self, coro: Any) -> Any:
+        """A synchronous caller's coroutine runs on the engine's own loop (``sgl.Engine`` serves
+        from it)."""
+        return self.engine.loop.run_until_complete(coro)
+
+    async def _arun(self, prompts: Sequence[Sequence[int]], params: Sequence[dict[str, Any]], **kw: Any) -> list[dict]:
         """One batched ``async_generate`` over every prompt, polling the scheduler's KV usage while
         it runs; returns one output dict per prompt, in order."""
         if not prompts:
             return []
         self.engine_calls += 1
-        outs = self._complete(self._batch(prompts, params, **kw))
+        outs = await self._batch(prompts, params, **kw)
         outs = outs if isinstance(outs, list) else [outs]
         if len(outs) != len(prompts):
             raise RuntimeError(f"SGLangEngineOps: {len(outs)} outputs for {len(prompts)} prompts")
         return outs
 
-    def _complete(self, coro: Any) -> Any:
-        """Run one batch coroutine to completion (here: on the engine's own loop)."""
-        return self.engine.loop.run_until_complete(coro)
-
     async def _batch(self, prompts: Sequence[Sequence[int]], params: Sequence[dict[str, Any]], **kw: Any) -> Any:
         task = asyncio.ensure_future(
             self.engine.async_generate(input_ids=[list(p) for p in prompts], sampling_params=list(params), **kw))
-        if self.kv_poll_s is not None:
-            while not task.done():
-                await self._sample_kv()
-                await asyncio.wait({task}, timeout=self.kv_poll_s)
-        return await task
+        try:
+            if self.kv_poll_s is not None:
+                while not task.done():
+                    await self._sample_kv()
+                    await asyncio.wait({task}, timeout=self.kv_poll_s)
+            return await task
+        except asyncio.CancelledError:  # the search's client went away: stop the batch too
+            task.cancel()
+            raise
 
     async def _sample_kv(self) -> None:
         loads = await self.engine.tokenizer_manager.get_loads()
@@ -190,11 +198,11 @@ class SGLangEngineOps(EngineOpsBase):
     def _engine_logprobs_are_raw(self, temperature: float) -> bool:
         return self.raw_logprobs_always or temperature <= 0 or temperature == 1.0
 
-    def _prompt_token_logprobs(self, seqs: Sequence[Sequence[int]], starts: Sequence[int]) -> list[float]:
+    async def _aprompt_token_logprobs(self, seqs: Sequence[Sequence[int]], starts: Sequence[int]) -> list[float]:
         """Summed input-token logprobs of ``seq[start:]`` for each sequence (one batch)."""
         sp = {"max_new_tokens": 1, "temperature": 0.0}
-        outs = self._run(seqs, [dict(sp) for _ in seqs], return_logprob=True,
-                         logprob_start_len=[s - 1 for s in starts])
+        outs = await self._arun(seqs, [dict(sp) for _ in seqs], return_logprob=True,
+                                logprob_start_len=[s - 1 for s in starts])
         vals = []
         for seq, start, o in zip(seqs, starts, outs):
             self._count_output(len(seq), o)
@@ -220,3 +228,47 @@ class SGLangEngineOps(EngineOpsBase):
         text = self.tokenizer.decode(list(tokens), skip_special_tokens=True)
         return Step(branch_id=req.branch.id, text=text, token_ids=tokens, stop_reason=reason, logprob=logprob,
                     tokens_reused=int(meta.get("cached_tokens") or 0))
+
+
+class _ServedEngine:
+    """The part of ``sglang.Engine`` that :class:`SGLangEngineOps` uses, over a server's
+    ``TokenizerManager`` (what ``Engine.async_generate`` does, minus the engine)."""
+
+    def __init__(self, tokenizer_manager: Any):
+        self.tokenizer_manager = tokenizer_manager
+        self.server_args = tokenizer_manager.server_args
+
+    async def async_generate(self, **kw: Any) -> Any:
+        from sglang.srt.managers.io_struct import GenerateReqInput
+
+        return await self.tokenizer_manager.generate_request(GenerateReqInput(**kw), None).__anext__()
+
+
+class AsyncSGLangEngineOps(SGLangEngineOps):
+    """The same operations inside SGLang's HTTP server (``python -m sglang.launch_server``), for
+    :func:`ttc_plugins.search.driver.arun_search` on the server's loop: every batch is one
+    ``GenerateReqInput`` with one entry per continuation, handed to the ``TokenizerManager``, so the
+    scheduler batches it with whatever else the server serves and the radix cache shares prefixes
+    across all of them. No HTTP hop per round.
+
+    :param tokenizer_manager: the server's ``TokenizerManager``.
+    :param seeded: per-continuation seeds; default: whether the server runs with
+        ``--enable-deterministic-inference`` (SGLang ignores seeds otherwise; not available on CPU).
+    :param embedder, pm, add_bos, kv_poll_s, reward_models: as for :class:`SGLangEngineOps`.
+    """
+
+    name = "sglang-server"
+
+    def __init__(self, tokenizer_manager: Any, *, seeded: bool | None = None,
+                 embedder: Callable[[Sequence[str]], list[list[float]]] | None = None, pm: Any = None,
+                 add_bos: bool = True, kv_poll_s: float | None = 0.005, reward_models: Mapping[str, Any] | None = None):
+        engine = _ServedEngine(tokenizer_manager)
+        if seeded is None:
+            seeded = bool(getattr(engine.server_args, "enable_deterministic_inference", False))
+        super().__init__(engine, embedder=embedder, pm=pm, seeded=seeded, add_bos=add_bos, kv_poll_s=kv_poll_s,
+                         reward_models=reward_models)
+
+    def run(self, coro: Any) -> Any:
+        coro.close()
+        raise RuntimeError("AsyncSGLangEngineOps runs on the server's event loop: await its coroutines "
+                           "(arun_search, aextend, ...) there")

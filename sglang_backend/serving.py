@@ -132,7 +132,7 @@ async def handle_search(serving: Any, request: Any, raw_request: Any, params: TT
     from ttc_plugins.manager import get_plugin_manager
     from ttc_plugins.search.driver import SearchPrompt, arun_search, resolve_search
 
-    from .search_async import AsyncSGLangEngineOps
+    from .search_ops import AsyncSGLangEngineOps
 
     refused = served.unsupported_feature(request, params)
     if refused is not None:

@@ -9,7 +9,7 @@
 - :meth:`WorkerState.process_logits` runs ``ttc_process_logits`` on the step's logits before sampling.
 - :meth:`WorkerState.after_finish_check` runs ``ttc_accept_token``.
 - :meth:`WorkerState.on_beam_admitted` gives a ``ttc.beam`` request's SGLang beam group
-  TokenBeam's rules (:mod:`.token_beam`).
+  TokenBeam's rules (:mod:`.beam_scheduler`).
 
 Nothing here raises into SGLang's scheduler loop for a bad request (that would kill the engine):
 a request whose context cannot be rebuilt is aborted with a message instead.
@@ -84,9 +84,9 @@ class WorkerState:
         beam = ctx.params.beam if ctx is not None and ctx.params is not None else None
         if beam is None:
             return
-        from . import token_beam
+        from . import beam_scheduler
 
-        token_beam.attach(coordinator, req, user_params, beam)
+        beam_scheduler.attach(coordinator, req, user_params, beam)
 
     def ctx_of(self, rid: str) -> RequestContext | None:
         req = self.reqs.get(rid)

@@ -2,7 +2,7 @@
 
 Loaded in the worker (entry point ``vllm.logits_processors``, or ``logits_processors=``). It
 tracks the persistent batch through vLLM's ``BatchUpdate`` stream, so it also keeps the engine's
-:class:`~.control_state.ControlState` current for the residual-control op.
+:class:`~.worker.ControlState` current for the residual-control op.
 
 Requests without a ``ttc`` section are never touched: ``apply`` returns the logits unchanged when no
 row opted in, and otherwise edits only opted-in rows (through ``ttc_process_logits``). Token
@@ -25,7 +25,7 @@ from ttc_plugins.runtime.requests import context_from_wire
 from ttc_plugins.runtime.wire import REQUEST_ID_KEY, TTC_KEY
 from ttc_plugins.types import LogitsBatch, LogitsRow
 
-from . import control_state, is_registered
+from . import worker, is_registered
 
 
 class TTCLogitsProcessor(LogitsProcessor):
@@ -44,9 +44,9 @@ class TTCLogitsProcessor(LogitsProcessor):
 
     def __init__(self, vllm_config: Any, device: torch.device, is_pin_memory: bool):
         self.enabled = is_registered()
-        self.state = control_state.state_for(vllm_config)
+        self.state = worker.state_for(vllm_config)
         self.primary = self.enabled and self.state.claim(self)
-        self.opted_rows: dict[int, control_state.RowState] = {}
+        self.opted_rows: dict[int, worker.RowState] = {}
         self._pm = None
         eos = getattr(vllm_config.model_config.hf_config, "eos_token_id", None)
         self.eos_token_id = eos[0] if isinstance(eos, (list, tuple)) else eos
@@ -66,7 +66,7 @@ class TTCLogitsProcessor(LogitsProcessor):
         # the frontend's canonical JSON: never fails here
         ctx = context_from_wire(self._pm, extra, request_id=str(extra.get(REQUEST_ID_KEY, "")),
                                 prompt_token_ids=prompt_ids or (), engine="vllm")
-        return control_state.RowState(ctx=ctx, output_token_ids=output_ids)
+        return worker.RowState(ctx=ctx, output_token_ids=output_ids)
 
     def update_state(self, batch_update: BatchUpdate | None) -> None:
         if not self.primary or not batch_update:

@@ -10,7 +10,7 @@ engines run exactly vLLM's model object.
 
 The op is opaque to Dynamo/Inductor (it is a registered custom op that mutates its inputs), so it
 runs at every forward in eager and compiled mode alike. At run time it looks up the engine's
-:class:`~.control_state.ControlState` through the forward context, and returns at once when no
+:class:`~.worker.ControlState` through the forward context, and returns at once when no
 scheduled request has a control: plain tokens are never touched.
 
 vLLM decoder layers return ``(hidden_states, residual)`` whose sum is the residual stream. For the
@@ -28,7 +28,7 @@ import torch
 
 from ttc_plugins.runtime.control_tables import apply_adapter, apply_steering
 
-from . import control_state
+from . import worker
 from .config import parse_engine_config
 
 log = logging.getLogger("ttc_plugins.vllm_backend")
@@ -45,7 +45,7 @@ TESTED_ARCHITECTURES = ("LlamaForCausalLM",)
 @torch.library.custom_op("ttc::residual_control", mutates_args=("hidden_states", "residual"))
 def residual_control_op(hidden_states: torch.Tensor, residual: torch.Tensor, layer: int) -> None:
     """Apply each token's own request's control to the residual stream after ``layer``."""
-    fc, state = control_state.current_state()
+    fc, state = worker.current_state()
     if state is None or not state.has_controls:
         return
     plan = state.forward_plan(fc, hidden_states.device)
@@ -103,7 +103,7 @@ def install_controls(model: torch.nn.Module, vllm_config: Any) -> int:
     layers = getattr(inner, "layers", None)
     if layers is None:
         raise RuntimeError(f"ttc: {type(model).__name__} has no model.layers; hidden-state control cannot attach")
-    state = control_state.state_for(vllm_config)
+    state = worker.state_for(vllm_config)
     if state.processor is None:
         raise RuntimeError(
             "ttc: hidden-state control is on (additional_config.ttc) but the TTC logits processor is not "
@@ -126,7 +126,7 @@ def install_controls(model: torch.nn.Module, vllm_config: Any) -> int:
     return count
 
 
-def _load_adapters(cfg: Any, state: control_state.ControlState, model: torch.nn.Module) -> dict[int, torch.nn.Module]:
+def _load_adapters(cfg: Any, state: worker.ControlState, model: torch.nn.Module) -> dict[int, torch.nn.Module]:
     """The TTC adapters of ``additional_config.ttc.ttc_layers``, float32 on the model's device."""
     if not cfg.ttc_layers:
         return {}

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import threading
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -75,9 +74,15 @@ class _PRM:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def step_rewards(self, texts: Sequence[str]) -> list[list[float]]:
+        """:meth:`astep_rewards` for a synchronous caller (an in-process ``LLM``'s PRM)."""
+        from ttc_plugins.search.engine import run_on_private_loop
+
+        return run_on_private_loop(self, self.astep_rewards(texts))
+
+    async def astep_rewards(self, texts: Sequence[str]) -> list[list[float]]:
         self.calls += 1
         prompts = [self.token_ids(t) for t in texts]
-        outputs = self._encode(prompts) if prompts else []
+        outputs = await self._aencode(prompts) if prompts else []
         rewards = []
         for ids, o in zip(prompts, outputs):
             data = o.outputs.data
@@ -87,38 +92,32 @@ class _PRM:
             rewards.append([float(v) for v in data[:, _CORRECT].float()])
         return rewards
 
-    def _encode(self, prompts: Sequence[Sequence[int]]) -> list[Any]:  # pragma: no cover - abstract
+    async def _aencode(self, prompts: Sequence[Sequence[int]]) -> list[Any]:  # pragma: no cover - abstract
         raise NotImplementedError
 
 
 class VLLMRewardModel(_PRM):
-    """A PRM on an in-process ``vllm.LLM`` (built with :func:`prm_engine_kwargs`). Calls are
-    serialised (``LLM`` serves one caller at a time)."""
+    """A PRM on an in-process ``vllm.LLM`` (built with :func:`prm_engine_kwargs`): ``LLM`` is
+    synchronous, so a batch runs right here, with nothing to await."""
 
     def __init__(self, llm: Any):
         self.llm = llm
-        self._lock = threading.Lock()
         self._init_prm(llm.get_tokenizer(), llm.llm_engine.model_config)
 
-    def _encode(self, prompts: Sequence[Sequence[int]]) -> list[Any]:
+    async def _aencode(self, prompts: Sequence[Sequence[int]]) -> list[Any]:
         from vllm.inputs import TokensPrompt
 
-        with self._lock:
-            return self.llm.encode([TokensPrompt(prompt_token_ids=list(p)) for p in prompts],
-                                   pooling_task="token_classify", use_tqdm=False)
+        return self.llm.encode([TokensPrompt(prompt_token_ids=list(p)) for p in prompts],
+                               pooling_task="token_classify", use_tqdm=False)
 
 
 class AsyncVLLMRewardModel(_PRM):
-    """A PRM on an ``AsyncLLM`` whose requests run on ``loop``; :meth:`step_rewards` is called from
-    a worker thread (where scorers run under ``arun_search``) and hands the batch to the loop."""
+    """A PRM on an ``AsyncLLM``, awaited on the loop it runs on (the API server's)."""
 
     def __init__(self, client: Any, loop: asyncio.AbstractEventLoop):
         self.client = client
         self.loop = loop
         self._init_prm(client.renderer.get_tokenizer(), client.vllm_config.model_config)
-
-    def _encode(self, prompts: Sequence[Sequence[int]]) -> list[Any]:
-        return asyncio.run_coroutine_threadsafe(self._aencode(prompts), self.loop).result()
 
     async def _aencode(self, prompts: Sequence[Sequence[int]]) -> list[Any]:
         from vllm.inputs import TokensPrompt

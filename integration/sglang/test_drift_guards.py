@@ -47,7 +47,8 @@ def test_every_patch_target_resolves_and_uses_no_replace(name):
     from sglang.srt.plugins.hook_registry import HookType
 
     mod = __import__(f"ttc_plugins.sglang_backend.patches.{name}", fromlist=["x"])
-    target = patches.resolve(mod.TARGET)
+    assert len(mod.TARGETS) == 1, "SGLang's HookRegistry hooks one target per patch module"
+    target = patches.resolve(mod.TARGETS[0])
     assert callable(target)
     assert mod.HOOK_TYPE in (HookType.BEFORE, HookType.AFTER, HookType.AROUND)
     ledger = (Path(patches.__file__).parent / "LEDGER.md").read_text()
@@ -275,7 +276,7 @@ def test_frontend_serve_search_seam(monkeypatch):
 
 
 # ------------------------------------------------------------------------------------------------
-# ttc.beam on SGLang's beam fork primitive (sglang_backend/token_beam.py)
+# ttc.beam on SGLang's beam fork primitive (sglang_backend/beam_scheduler.py)
 # ------------------------------------------------------------------------------------------------
 
 
@@ -297,7 +298,7 @@ def test_worker_beam_admit_seam():
     req.eos_token_ids = {9}
     user = SamplingParams(max_new_tokens=4, stop_token_ids=[5])
     assert set(BeamCoordinator._collect_stop_token_ids(req, user)) == {5, 9}
-    # what token_beam.engine_kv reads
+    # what beam_scheduler.engine_kv reads
     for field in ("token_to_kv_pool_allocator", "tree_cache", "req_to_token_pool"):
         assert field in BeamCoordinator.__struct_fields__, field
     from sglang.srt.mem_cache.allocator.base import BaseTokenToKVPoolAllocator
@@ -332,7 +333,7 @@ def test_worker_beam_select_seam():
     assert parent_idx is None and len(next_tokens) == 2
 
     # _apply_survivors: parent_idx remaps the rows' KV window up to the leader's kv_committed_len
-    # (what token_beam.select counts as shared); None remaps nothing
+    # (what beam_scheduler.select counts as shared); None remaps nothing
     stashed = []
     req_to_token = torch.arange(16).view(2, 8)
     coordinator = _coordinator(req_to_token_pool=types.SimpleNamespace(req_to_token=req_to_token, device="cpu"),
@@ -345,7 +346,7 @@ def test_worker_beam_select_seam():
     BeamCoordinator._apply_survivors(coordinator, group, torch.tensor([1, 2]), torch.tensor([0, 0]), 1)
     assert req_to_token[1, 2:4].tolist() == [2, 3] and req_to_token[1, 4:].tolist() == [12, 13, 14, 15]
 
-    # the group's lifecycle token_beam's TTCBeamGroup overrides / reads
+    # the group's lifecycle beam_scheduler's TTCBeamGroup overrides / reads
     assert _params(BeamGroup.commit_pending) == ["self", "up_to_tick"]
     assert _params(BeamGroup.finalize) == ["self"]
     assert set(BeamResult.__struct_fields__) == {"tokens", "cum_logprob", "beam_score", "matched_token"}
@@ -400,7 +401,7 @@ def test_sglang_beam_rules_still_differ_from_hf():
     """Why ttc.beam replaces SGLang's selection instead of mapping onto ``beam_width``: no
     early_stopping / length_penalty per request, and a stop candidate ranked at or below width can
     still finish. If this fails, upstream may have adopted HF's rules: re-check whether ttc.beam can
-    become a thin translation onto ``beam_width`` (see sglang_backend/token_beam.py)."""
+    become a thin translation onto ``beam_width`` (see sglang_backend/beam_scheduler.py)."""
     import torch
     from sglang.srt.beam_search.beam_group import BeamGroup
     from sglang.srt.beam_search.joint_select import joint_select

@@ -1,4 +1,4 @@
-"""Token-level beam search inside SGLang's scheduler (``ttc.beam``; ``sglang_backend.token_beam``)
+"""Token-level beam search inside SGLang's scheduler (``ttc.beam``; ``sglang_backend.beam_scheduler``)
 on the suite's engines (tiny random Llama, float32, CPU, page size 1).
 
 Checked against the plain HF beam search of ``integration/common/hf_reference.py`` (same weights,

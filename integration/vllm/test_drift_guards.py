@@ -203,7 +203,7 @@ def test_seam_logits_processor_interface():
 
 
 def test_seam_forward_context(vllm_config):
-    """``control_state.current_state``: the forward context of a pass carries the engine's
+    """``worker.current_state``: the forward context of a pass carries the engine's
     ``static_forward_context`` dict itself as ``no_compile_layers`` (identity keys the engine's
     ControlState), and attention metadata with ``query_start_loc``."""
     from vllm.forward_context import (
@@ -432,7 +432,7 @@ def test_seam_kv_fork_block_tables(vllm_config):
 def test_seam_held_branches(vllm_config):
     """``TTCScheduler._free_blocks`` keeps a held request's blocks: every path that frees a finished
     request's blocks must go through ``_free_blocks``, which alone drops it from ``requests``.
-    ``search_ops`` / ``search_async`` release a held key through ``LLMEngine.engine_core`` /
+    ``search_ops`` (in process and in the server) releases a held key through ``LLMEngine.engine_core`` /
     ``AsyncLLM.engine_core`` (set when the engine starts): ``test_step_fork.py::
     test_children_fork_from_the_held_step_and_compute_only_their_new_token`` and
     ``test_search_server.py::test_searches_leave_no_kv_held_in_the_server``."""

@@ -1,6 +1,7 @@
 """The SGLang seams the backend hooks, one per module (see ``LEDGER.md`` for why and how long).
 
-Each module declares ``TARGET`` (a dotted path for SGLang's ``HookRegistry``), ``HOOK_TYPE``
+Each module declares ``TARGETS`` (the dotted paths it hooks, through SGLang's ``HookRegistry``: one
+per module), ``HOOK_TYPE``
 (BEFORE/AFTER/AROUND; never REPLACE) and ``hook``. :func:`install` checks every target still
 resolves, then registers them; SGLang's ``load_plugins`` applies them right after. SGLang's
 ``apply_hooks`` only logs a target it cannot patch, so :func:`verify_applied` re-checks afterwards.
@@ -51,11 +52,12 @@ def install() -> list[str]:
     from sglang.srt.plugins.hook_registry import HookRegistry
 
     mods = patch_modules()
-    for mod in mods:
-        resolve(mod.TARGET)
-    for mod in mods:  # once per process: register() guards re-entry
-        HookRegistry.register(mod.TARGET, mod.hook, mod.HOOK_TYPE)
-    return [m.TARGET for m in mods]
+    targets = [(mod, target) for mod in mods for target in mod.TARGETS]
+    for _, target in targets:
+        resolve(target)
+    for mod, target in targets:  # once per process: register() guards re-entry
+        HookRegistry.register(target, mod.hook, mod.HOOK_TYPE)
+    return [target for _, target in targets]
 
 
 def is_applied(target: str, hook) -> bool:
@@ -70,6 +72,6 @@ def is_applied(target: str, hook) -> bool:
 
 
 def verify_applied(targets: list[ModuleType] | None = None) -> None:
-    missing = [m.TARGET for m in (targets or patch_modules()) if not is_applied(m.TARGET, m.hook)]
+    missing = [t for m in (targets or patch_modules()) for t in m.TARGETS if not is_applied(t, m.hook)]
     if missing:
         raise SeamMissing(f"ttc-plugins: SGLang did not apply the backend's hooks on: {', '.join(missing)}")

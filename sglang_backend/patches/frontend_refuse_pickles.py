@@ -10,7 +10,7 @@ from sglang.srt.plugins.hook_registry import HookType
 
 from .. import _state
 
-TARGET = "sglang.srt.managers.tokenizer_manager.TokenizerManager._validate_one_request"
+TARGETS = ("sglang.srt.managers.tokenizer_manager.TokenizerManager._validate_one_request",)
 HOOK_TYPE = HookType.BEFORE
 
 

@@ -10,7 +10,7 @@ from sglang.srt.plugins.hook_registry import HookType
 
 from .. import _state
 
-TARGET = "sglang.srt.managers.tokenizer_manager.TokenizerManager._stream_one_response"
+TARGETS = ("sglang.srt.managers.tokenizer_manager.TokenizerManager._stream_one_response",)
 HOOK_TYPE = HookType.AROUND
 
 

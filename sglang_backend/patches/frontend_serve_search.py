@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from sglang.srt.plugins.hook_registry import HookType
 
-TARGET = "sglang.srt.entrypoints.openai.serving_base.OpenAIServingBase.handle_request"
+TARGETS = ("sglang.srt.entrypoints.openai.serving_base.OpenAIServingBase.handle_request",)
 HOOK_TYPE = HookType.AROUND
 
 

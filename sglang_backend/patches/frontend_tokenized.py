@@ -10,7 +10,7 @@ from sglang.srt.plugins.hook_registry import HookType
 
 from .. import _state
 
-TARGET = "sglang.srt.managers.tokenizer_manager.TokenizerManager._create_tokenized_object"
+TARGETS = ("sglang.srt.managers.tokenizer_manager.TokenizerManager._create_tokenized_object",)
 HOOK_TYPE = HookType.AFTER
 
 

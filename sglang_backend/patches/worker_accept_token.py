@@ -10,7 +10,7 @@ from sglang.srt.plugins.hook_registry import HookType
 
 from .. import _state
 
-TARGET = "sglang.srt.managers.schedule_batch.Req.update_finish_state"
+TARGETS = ("sglang.srt.managers.schedule_batch.Req.update_finish_state",)
 HOOK_TYPE = HookType.AFTER
 
 

@@ -3,7 +3,7 @@
 AROUND ``BeamCoordinator.validate_and_init(req, recv_req)``: SGLang validates a ``beam_width``
 request and attaches its ``BeamGroup`` (and neutralizes the leader's sampling params). When it
 accepted the request and the request carries ``ttc.beam``, the group gets TokenBeam's rules
-(:func:`..token_beam.attach`); SGLang's own beam requests and refusals are untouched.
+(:func:`..beam_scheduler.attach`); SGLang's own beam requests and refusals are untouched.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from sglang.srt.plugins.hook_registry import HookType
 
 from .. import _state
 
-TARGET = "sglang.srt.beam_search.coordinator.BeamCoordinator.validate_and_init"
+TARGETS = ("sglang.srt.beam_search.coordinator.BeamCoordinator.validate_and_init",)
 HOOK_TYPE = HookType.AROUND
 
 

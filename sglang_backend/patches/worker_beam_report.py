@@ -4,7 +4,7 @@ AROUND ``SchedulerOutputStreamer.is_request_level_customized_info_key(key)``: SG
 per-request ``Req.customized_info`` travels scheduler -> detokenizer -> tokenizer manager into
 ``meta_info`` (pickled, any JSON value); by default every key is a per-token list sliced along
 the output, and a subclass decides which keys are request-level (sent once, when the request
-finished). The report key (``token_beam.REPORT_KEY``) is request-level; every other key keeps
+finished). The report key (``ttc_plugins.runtime.wire.BEAM_REPORT_KEY``) is request-level; every other key keeps
 SGLang's answer.
 """
 
@@ -12,12 +12,14 @@ from __future__ import annotations
 
 from sglang.srt.plugins.hook_registry import HookType
 
-TARGET = (
+from ttc_plugins.runtime.wire import BEAM_REPORT_KEY
+
+TARGETS = (
     "sglang.srt.managers.scheduler_components.output_streamer."
-    "SchedulerOutputStreamer.is_request_level_customized_info_key"
+    "SchedulerOutputStreamer.is_request_level_customized_info_key",
 )
 HOOK_TYPE = HookType.AROUND
-REPORT_KEY = "ttc_beam"  # token_beam.REPORT_KEY (not imported: keep this hook import-light)
+REPORT_KEY = BEAM_REPORT_KEY
 
 
 def hook(original_fn, self, key, *args, **kwargs):

@@ -10,7 +10,7 @@ from sglang.srt.plugins.hook_registry import HookType
 
 from .. import _state
 
-TARGET = "sglang.srt.model_executor.model_runner.ModelRunner.forward"
+TARGETS = ("sglang.srt.model_executor.model_runner.ModelRunner.forward",)
 HOOK_TYPE = HookType.AROUND
 
 

@@ -10,7 +10,7 @@ from sglang.srt.plugins.hook_registry import HookType
 
 from .. import _state
 
-TARGET = "sglang.srt.model_executor.model_runner.ModelRunner.load_model"
+TARGETS = ("sglang.srt.model_executor.model_runner.ModelRunner.load_model",)
 HOOK_TYPE = HookType.AFTER
 
 

@@ -9,7 +9,7 @@ from sglang.srt.plugins.hook_registry import HookType
 
 from .. import _state
 
-TARGET = "sglang.srt.managers.schedule_batch.Req.__init__"
+TARGETS = ("sglang.srt.managers.schedule_batch.Req.__init__",)
 HOOK_TYPE = HookType.AFTER
 
 

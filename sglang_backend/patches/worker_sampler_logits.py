@@ -11,7 +11,7 @@ from sglang.srt.plugins.hook_registry import HookType
 
 from .. import _state
 
-TARGET = "sglang.srt.model_executor.model_runner.ModelRunner.sample"
+TARGETS = ("sglang.srt.model_executor.model_runner.ModelRunner.sample",)
 HOOK_TYPE = HookType.BEFORE
 
 

@@ -11,7 +11,7 @@ from sglang.srt.plugins.hook_registry import HookType
 
 from .. import _state
 
-TARGET = "sglang.srt.layers.sampler.Sampler.forward"
+TARGETS = ("sglang.srt.layers.sampler.Sampler.forward",)
 HOOK_TYPE = HookType.AROUND
 
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 
 from ttc_plugins.scoring.aggregate import aggregate
-from ttc_plugins.scoring.base import ScoreItem
+from ttc_plugins.scoring.base import ScoreItem, VerifyOp, run_scorer
+from ttc_plugins.search.engine import SyncEngineOps
 from ttc_plugins.scoring.self_eval import SelfEval, StepLogprob
 from ttc_plugins.scoring.step_checker import ArithmeticStepChecker, check_equations
 from ttc_plugins.scoring.verifiers import IntegerAnswer, MathAnswer, extract_answer, integers_equal, math_equal
@@ -44,8 +45,8 @@ def _branch(*steps: str) -> Branch:
 def test_outcome_verifiers_score_against_the_reference():
     ok, wrong, missing = _branch("2 * 3 = 6\n", "The answer is 6.\n"), _branch("The answer is 7.\n"), _branch("2 * 3 = 6\n")
     items = [ScoreItem("p", ok, "6"), ScoreItem("p", wrong, "6"), ScoreItem("p", missing, "6")]
-    assert [s.value for s in IntegerAnswer(IntegerAnswer.Params()).score(items, None)] == [1.0, 0.0, 0.0]
-    scores = MathAnswer(MathAnswer.Params(missing_score=0.25)).score(items, None)
+    assert [s.value for s in IntegerAnswer(IntegerAnswer.Params()).score(items)] == [1.0, 0.0, 0.0]
+    scores = MathAnswer(MathAnswer.Params(missing_score=0.25)).score(items)
     assert [s.value for s in scores] == [1.0, 0.0, 0.25] and all(s.kind == "outcome" for s in scores)
 
 
@@ -55,7 +56,7 @@ def test_step_checker_judges_each_equation_of_the_latest_step():
         True, True, True, False]
     checker = ArithmeticStepChecker(ArithmeticStepChecker.Params(no_equation_score=0.5))
     items = [ScoreItem("p", _branch("1 + 1 = 3\n", "2 * 5 = 10, and 10 + 1 = 12\n")), ScoreItem("p", _branch("Let me think.\n"))]
-    first, second = checker.score(items, None)
+    first, second = checker.score(items)
     assert first.value == 0.5 and first.detail["wrong"] == ["10 + 1 = 12"] and first.kind == "process"
     assert second.value == 0.5 and second.detail["equations"] == 0
 
@@ -69,7 +70,7 @@ def test_aggregations():
         aggregate(v, "max")
 
 
-class _Judge:
+class _Judge(SyncEngineOps):
     """Records the verification prompts it is asked (an engine's verify_prob)."""
 
     def __init__(self):
@@ -84,7 +85,9 @@ def test_self_eval_asks_the_engine_once_per_batch_and_logprob_needs_none():
     judge = _Judge()
     scorer = SelfEval(SelfEval.Params())
     items = [ScoreItem("Q: 2*3?\n", _branch("2 * 3 = 6\n")), ScoreItem("Q: 2*3?\n", _branch("2 * 3 = 5\n"))]
-    assert [s.value for s in scorer.score(items, judge)] == [0.8, 0.2]
+    op = next(scorer.score(items))  # the scorer asks; it never calls the engine itself
+    assert isinstance(op, VerifyOp) and len(op.requests) == 2
+    assert [s.value for s in run_scorer(scorer, items, judge)] == [0.8, 0.2]
     assert len(judge.prompts) == 2 and judge.prompts[0].startswith("Q: 2*3?\n2 * 3 = 6\n") and "Yes or No" in judge.prompts[0]
-    lp = StepLogprob(StepLogprob.Params()).score([ScoreItem("p", _branch("a b"))], None)[0]
+    lp = StepLogprob(StepLogprob.Params()).score([ScoreItem("p", _branch("a b"))])[0]
     assert lp.value == pytest.approx(2.718281828 ** (-0.25))

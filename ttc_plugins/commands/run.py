@@ -194,27 +194,31 @@ class _Observed:
     def __init__(self, ops: Any, on_call: Callable[[str, int], None]):
         self.ops, self.on_call = ops, on_call
         self.name = ops.name
+        self.reward_models = getattr(ops, "reward_models", {})
 
     def encode(self, text):
         return self.ops.encode(text)
 
-    def extend(self, requests):
-        out = self.ops.extend(requests)
+    def run(self, coro):
+        return self.ops.run(coro)
+
+    async def aextend(self, requests):
+        out = await self.ops.aextend(requests)
         self.on_call("extend", sum(len(s.token_ids) for steps in out for s in steps))
         return out
 
-    def score_logprobs(self, pairs):
-        out = self.ops.score_logprobs(pairs)
+    async def ascore_logprobs(self, pairs):
+        out = await self.ops.ascore_logprobs(pairs)
         self.on_call("score", 0)
         return out
 
-    def verify_prob(self, requests):
-        out = self.ops.verify_prob(requests)
+    async def averify_prob(self, requests):
+        out = await self.ops.averify_prob(requests)
         self.on_call("verify", 0)
         return out
 
-    def embed(self, texts):
-        out = self.ops.embed(texts)
+    async def aembed(self, texts):
+        out = await self.ops.aembed(texts)
         self.on_call("embed", 0)
         return out
 

@@ -2,15 +2,24 @@
 
 A scorer is a class with a unique ``name``, a pydantic ``Params`` model (extra fields forbidden),
 ``kind`` (``"process"``: judges the latest step of a partial path; ``"outcome"``: judges a
-finished path's answer) and ``uses_engine`` (whether it calls the engine). The driver builds one
+finished path's answer) and ``uses_engine`` (whether it asks the engine). The driver builds one
 instance per search from ``ttc.search.scorer`` / ``scorer_args`` and calls :meth:`Scorer.score`
 with the items of *every* search that uses an equal scorer in that round, in one batch.
+
+A scorer never holds an engine: one that needs engine work (a yes/no verification, token
+log-probabilities, a reward model's step scores) is a generator that ``yield``s an operation
+(:class:`VerifyOp`, :class:`LogprobsOp`, :class:`RewardOp`) and receives its result, as
+strategies do; the driver makes the engine call (batched, and awaited on an asynchronous engine)::
+
+    def score(self, items):
+        probs = yield VerifyOp([VerifyRequest(prompt=..., yes=" Yes", no=" No") for it in items])
+        return [self._score(p) for p in probs]
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Literal, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Generator, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
@@ -19,7 +28,7 @@ from ttc_plugins.request_model import RequestModel
 from ..types import Branch, Score, canonical_json
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..search.engine import EngineOps
+    from ..search.engine import EngineOps, VerifyRequest
 
 
 class NoParams(RequestModel):
@@ -34,6 +43,34 @@ class ScoreItem:
     prompt: str
     branch: Branch
     reference: str | None = None
+
+
+@dataclass(frozen=True)
+class VerifyOp:
+    """Ask the engine's model yes/no questions: the result is one probability per request
+    (``EngineOps.averify_prob``)."""
+
+    requests: Sequence["VerifyRequest"]
+
+
+@dataclass(frozen=True)
+class LogprobsOp:
+    """Summed log-probabilities of continuations given contexts (``EngineOps.ascore_logprobs``):
+    one float per ``(context_ids, continuation_ids)`` pair."""
+
+    pairs: Sequence[tuple[Sequence[int], Sequence[int]]]
+
+
+@dataclass(frozen=True)
+class RewardOp:
+    """Step scores from the reward model ``model`` served beside the engine: for each
+    ``(prompt, step texts)``, one probability of "correct" per step."""
+
+    model: str
+    paths: Sequence[tuple[str, Sequence[str]]]
+
+
+ScorerOp = VerifyOp | LogprobsOp | RewardOp
 
 
 class Scorer:
@@ -54,8 +91,18 @@ class Scorer:
         (naming the field) when ``engine`` cannot serve this scorer, e.g. a reward model it does
         not host. Default: nothing to check."""
 
-    def score(self, items: Sequence[ScoreItem], engine: "EngineOps") -> list[Score]:  # pragma: no cover
-        raise NotImplementedError
+    def score(self, items: Sequence[ScoreItem]) -> "list[Score] | Generator[ScorerOp, Any, list[Score]]":
+        """One :class:`~ttc_plugins.types.Score` per item, in order: returned, or (for engine work)
+        returned by a generator that yields :data:`ScorerOp` s (see the module docstring)."""
+        raise NotImplementedError  # pragma: no cover
 
     def _score(self, value: float, **detail) -> Score:
         return Score(value=float(value), kind=self.kind, scorer=self.name, detail=detail)
+
+
+def run_scorer(scorer: Scorer, items: Sequence[ScoreItem], engine: "EngineOps") -> list[Score]:
+    """Score ``items`` over ``engine`` for a synchronous caller, making the engine calls the
+    scorer asks for (what the driver does)."""
+    from ..search.driver import score_batch
+
+    return engine.run(score_batch(scorer, items, engine))

@@ -24,10 +24,10 @@ from ttc_plugins.request_model import RequestModel
 
 from .. import hookimpl
 from ..errors import TTCParamError
-from ..types import Score
-from .base import Scorer, ScoreItem
 
-__all__ = ["QWEN_STEP_TAG", "ProcessRewardScorer", "RewardModel", "prm_text", "reward_model_of"]
+from .base import RewardOp, Scorer, ScoreItem
+
+__all__ = ["QWEN_STEP_TAG", "ProcessRewardScorer", "RewardModel", "prm_text", "reward_model_of", "step_rewards"]
 
 #: The step tag of Qwen2.5-Math-PRM (and of the tiny test PRM).
 QWEN_STEP_TAG = "<extra_0>"
@@ -35,13 +35,13 @@ QWEN_STEP_TAG = "<extra_0>"
 
 @runtime_checkable
 class RewardModel(Protocol):
-    """A process reward model on an engine. Callable from any thread but the event loop's of an
-    asynchronous engine (scorers run in worker threads there)."""
+    """A process reward model on an engine of its own. The driver awaits it on the loop that runs
+    the search (a served PRM: the API server's loop), so the call must not block that loop."""
 
     #: The text that closes a step (a special token of the PRM's tokenizer).
     step_tag: str
 
-    def step_rewards(self, texts: Sequence[str]) -> list[list[float]]:
+    async def astep_rewards(self, texts: Sequence[str]) -> list[list[float]]:
         """For each text, the probability that each step is correct: one value per step tag, in
         order. One batch."""
 
@@ -50,6 +50,13 @@ def prm_text(prompt: str, steps: Sequence[str], step_tag: str) -> str:
     """What the PRM reads: the prompt, then each step (stripped, any tag inside it removed)
     closed by ``step_tag``."""
     return prompt + "".join(s.replace(step_tag, "").strip() + step_tag for s in steps)
+
+
+async def step_rewards(engine: Any, name: str, paths: Sequence[tuple[str, Sequence[str]]]) -> list[list[float]]:
+    """What a :class:`~.base.RewardOp` asks: the reward model ``name`` of ``engine`` scores each
+    ``(prompt, steps)`` path, shown as :func:`prm_text` with the model's own step tag."""
+    rm = reward_model_of(engine, name)
+    return await rm.astep_rewards([prm_text(prompt, steps, rm.step_tag) for prompt, steps in paths])
 
 
 def reward_model_of(engine: Any, name: str) -> RewardModel:
@@ -78,12 +85,11 @@ class ProcessRewardScorer(Scorer):
     def check(self, engine: Any) -> None:
         reward_model_of(engine, self.params.model)
 
-    def score(self, items: Sequence[ScoreItem], engine: Any) -> list[Score]:
+    def score(self, items: Sequence[ScoreItem]):
         if not items:
             return []
-        rm = reward_model_of(engine, self.params.model)
         steps = [[st.text for st in it.branch.steps] for it in items]
-        rewards = rm.step_rewards([prm_text(it.prompt, s, rm.step_tag) for it, s in zip(items, steps)])
+        rewards = yield RewardOp(self.params.model, [(it.prompt, s) for it, s in zip(items, steps)])
         out = []
         for it, s, r in zip(items, steps, rewards):
             if len(r) != len(s):

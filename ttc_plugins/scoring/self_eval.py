@@ -2,7 +2,8 @@
 
 - ``self_eval``: shows the model the problem and the path so far with a verification question
   and scores by the probability of the ``yes`` token (``P(yes) / (P(yes) + P(no))``), one batched
-  ``EngineOps.verify_prob`` call for the branches of every search in the round;
+  verification (a :class:`~.base.VerifyOp` the driver sends to the engine) for the branches of
+  every search in the round;
 - ``logprob``: the geometric-mean token probability of the latest step (``exp(logprob / tokens)``),
   from what the engine already returned; costs no engine call.
 """
@@ -18,7 +19,7 @@ from ttc_plugins.request_model import RequestModel
 
 from .. import hookimpl
 from ..types import Score
-from .base import Scorer, ScoreItem
+from .base import Scorer, ScoreItem, VerifyOp
 
 DEFAULT_TEMPLATE = (
     "{prompt}{path}\n\nQuestion: is the last step above correct? Answer Yes or No.\nAnswer:"
@@ -47,7 +48,7 @@ class SelfEval(Scorer):
                 raise ValueError(f"template may only use {{prompt}} and {{path}}: {exc}") from None
             return v
 
-    def score(self, items: Sequence[ScoreItem], engine) -> list[Score]:
+    def score(self, items: Sequence[ScoreItem]):
         from ..search.engine import VerifyRequest
 
         reqs = [
@@ -55,7 +56,7 @@ class SelfEval(Scorer):
                           yes=self.params.yes, no=self.params.no)
             for it in items
         ]
-        probs = engine.verify_prob(reqs) if reqs else []
+        probs = (yield VerifyOp(reqs)) if reqs else []
         return [self._score(p) for p in probs]
 
 
@@ -63,7 +64,7 @@ class StepLogprob(Scorer):
     name = "logprob"
     kind = "process"
 
-    def score(self, items: Sequence[ScoreItem], engine) -> list[Score]:
+    def score(self, items: Sequence[ScoreItem]) -> list[Score]:
         out = []
         for it in items:
             if not it.branch.steps or not it.branch.steps[-1].token_ids:

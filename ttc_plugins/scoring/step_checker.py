@@ -58,7 +58,7 @@ class ArithmeticStepChecker(Scorer):
         model_config = ConfigDict(frozen=True)
         no_equation_score: float = Field(1.0, ge=0.0, le=1.0)
 
-    def score(self, items: Sequence[ScoreItem], engine) -> list[Score]:
+    def score(self, items: Sequence[ScoreItem]) -> list[Score]:
         out = []
         for it in items:
             text = it.branch.steps[-1].text if it.branch.steps else ""

@@ -126,7 +126,7 @@ class _FinalAnswerScorer(Scorer):
     def matches(self, answer: str, reference) -> bool:
         raise NotImplementedError
 
-    def score(self, items: Sequence[ScoreItem], engine) -> list[Score]:
+    def score(self, items: Sequence[ScoreItem]) -> list[Score]:
         out = []
         for it in items:
             ans = extract_answer(it.branch.text)

@@ -75,20 +75,14 @@ def run_search(
     pm=None,
 ) -> list[SearchResult]:
     """Search every prompt concurrently on ``engine_ops``; one :class:`SearchResult` per prompt.
+    The synchronous form of :func:`arun_search`, run to completion by ``engine_ops.run``.
 
     :param params: the ``ttc.search`` object (``{"strategy": "beam", "width": 4, ...}``) for all
         prompts, or one such object per prompt (searches of different strategies share rounds).
     :param pm: the plugin manager (default: the process-wide one).
     :raises TTCParamError: on invalid parameters, before any engine call.
     """
-    rounds = _rounds(engine_ops, prompts, params, pm)
-    try:
-        call = next(rounds)
-        while True:
-            fn, args = _dispatch(engine_ops, *call, asynchronous=False)
-            call = rounds.send(fn(*args))
-    except StopIteration as done:
-        return done.value
+    return engine_ops.run(arun_search(engine_ops, prompts, params, pm=pm))
 
 
 async def arun_search(
@@ -98,51 +92,69 @@ async def arun_search(
     *,
     pm=None,
 ) -> list[SearchResult]:
-    """:func:`run_search` for an asynchronous engine (the same rounds, the same results).
+    """Run the searches, awaiting every engine call on the caller's loop (an OpenAI server's):
+    the loop is free while the engine works, so concurrent searches of other clients interleave.
 
-    ``engine_ops`` is an EngineOps whose batch calls are also coroutines: ``aextend(requests)``
-    and ``aembed(texts)``. Scorers are synchronous (``scorer.score(batch, engine_ops)``), so a
-    scoring call runs in a worker thread (``engine_ops.ascore(scorer, batch)`` when the engine
-    provides it, else ``asyncio.to_thread``); the engine calls it makes there (``verify_prob``,
-    ``score_logprobs``) must be safe to call from a thread other than the event loop's (as they
-    are in :class:`ttc_plugins.vllm_backend.search_async.AsyncVLLMEngineOps`). A registered
-    embedder (run here, not by the engine) is called through ``asyncio.to_thread`` too. The event
-    loop is free while the engine works, so concurrent searches of other callers interleave.
+    Only this driver calls the engine: strategies yield operations (:mod:`.base`), and so do
+    scorers that need the engine (:mod:`ttc_plugins.scoring.base`); each round's operations of
+    every search become one batched call. A registered embedder is the search process's own model,
+    not the engine: it runs in a worker thread so the loop stays free.
     """
     rounds = _rounds(engine_ops, prompts, params, pm)
     try:
         call = next(rounds)
         while True:
-            fn, args = _dispatch(engine_ops, *call, asynchronous=True)
-            call = rounds.send(await fn(*args))
+            call = rounds.send(await _engine_call(engine_ops, *call))
     except StopIteration as done:
         return done.value
 
 
-def _dispatch(engine_ops, kind: str, arg: Any, *, asynchronous: bool) -> tuple[Any, tuple]:
-    """The function (a coroutine function when ``asynchronous``) and arguments that make one
-    engine call of :func:`_rounds`. Looked up per call: an engine need not have the methods a
-    search never uses (``embed``, ``ascore``)."""
+async def _engine_call(engine_ops: Any, kind: str, arg: Any) -> Any:
+    """Make one batched call of :func:`_rounds`."""
+    if kind == "extend":
+        return await engine_ops.aextend(arg)
+    if kind == "embed":
+        return await engine_ops.aembed(arg)
+    if kind == "local_embed":  # the search process's embedding model, off the loop
+        embedder, texts = arg
+        return await asyncio.to_thread(embedder, texts)
     if kind == "score":
         scorer, batch = arg
-        if not asynchronous:
-            return scorer.score, (batch, engine_ops)
-        ascore = getattr(engine_ops, "ascore", None)
-        if ascore is not None:
-            return ascore, (scorer, batch)
-        return asyncio.to_thread, (scorer.score, batch, engine_ops)
-    if kind == "local_embed":  # not an engine call: the embedder runs here, off the event loop
-        embedder, texts = arg
-        return (asyncio.to_thread, (embedder, texts)) if asynchronous else (embedder, (texts,))
-    name = "extend" if kind == "extend" else "embed"
-    return getattr(engine_ops, "a" + name if asynchronous else name), (arg,)
+        return await score_batch(scorer, batch, engine_ops)
+    raise ValueError(f"unknown engine call {kind!r}")
+
+
+async def score_batch(scorer: Any, batch: Sequence[Any], engine_ops: Any) -> list[Any]:
+    """``scorer.score(batch)``, making the engine calls a scorer that is a generator asks for."""
+    out = scorer.score(list(batch))
+    if not hasattr(out, "send"):
+        return out
+    try:
+        op = next(out)
+        while True:
+            op = out.send(await scorer_engine_call(engine_ops, op))
+    except StopIteration as done:
+        return done.value
+
+
+async def scorer_engine_call(engine_ops: Any, op: Any) -> Any:
+    """The engine call behind one operation a scorer yielded."""
+    from ..scoring.base import LogprobsOp, RewardOp, VerifyOp
+    from ..scoring.prm import step_rewards
+
+    if isinstance(op, VerifyOp):
+        return await engine_ops.averify_prob(list(op.requests))
+    if isinstance(op, LogprobsOp):
+        return await engine_ops.ascore_logprobs(list(op.pairs))
+    if isinstance(op, RewardOp):
+        return await step_rewards(engine_ops, op.model, op.paths)
+    raise TypeError(f"a scorer yielded {op!r}, not a scorer operation (VerifyOp, LogprobsOp, RewardOp)")
 
 
 def _rounds(engine_ops, prompts, params, pm):
     """The driver: a generator that yields each batched engine call as ``("extend", requests)``,
     ``("score", (scorer, items))``, ``("embed", texts)`` or ``("local_embed", (embedder, texts))``
-    and is sent its result; it returns the
-    results. :func:`run_search` and :func:`arun_search` differ only in how they make the calls."""
+    and is sent its result (by :func:`arun_search`); it returns the results."""
     if pm is None:
         from ..manager import get_plugin_manager
 

@@ -5,17 +5,27 @@ Backends (vLLM, SGLang, the in-process HF engine :mod:`ttc_plugins.search.hf_ops
 
 All calls are *batched*: ``extend`` receives the live branches of every concurrent search in
 one list, so an engine schedules them together and shares their prefixes.
+
+The engine calls are coroutines (``aextend``, ``ascore_logprobs``, ``averify_prob``, ``aembed``):
+:func:`~ttc_plugins.search.driver.arun_search` awaits them on the loop the engine serves from, and
+only the driver calls them (strategies and scorers yield operations). The synchronous methods
+(``extend``, ...) and :func:`~ttc_plugins.search.driver.run_search` are thin wrappers that run
+those coroutines to completion with the engine's :meth:`EngineOps.run`. An engine whose calls
+block (an in-process engine, plain transformers) implements the synchronous methods and takes the
+coroutines from :class:`SyncEngineOps`.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Any, Coroutine, Protocol, Sequence, TypeVar, runtime_checkable
 
 from ..types import Branch, KVStats, RequestContext, Step
 
 __all__ = [
     "EngineOps",
+    "SyncEngineOps",
     "ExtendRequest",
     "SamplingConfig",
     "StepStop",
@@ -89,9 +99,12 @@ def yes_probability(p_yes: float, p_no: float | None) -> float:
     return p_yes / (p_yes + p_no) if p_yes + p_no > 0 else 0.5
 
 
+T = TypeVar("T")
+
+
 @runtime_checkable
 class EngineOps(Protocol):
-    """The engine calls a search makes. Every method takes a batch."""
+    """The engine calls a search makes. Every call takes a batch."""
 
     name: str
 
@@ -99,22 +112,64 @@ class EngineOps(Protocol):
         """Token ids of ``text`` (no special tokens beyond what the model's prompt format
         needs at the start of a prompt)."""
 
-    def extend(self, requests: Sequence[ExtendRequest]) -> list[list[Step]]:
+    async def aextend(self, requests: Sequence[ExtendRequest]) -> list[list[Step]]:
         """One step for each request, ``request.n`` continuations each: ``out[i]`` has
         ``requests[i].n`` :class:`Step` s, each with ``branch_id == requests[i].branch.id``,
         its new tokens and text, stop reason, summed token logprob and ``tokens_reused`` (prompt
         tokens of this continuation served from cache). The branch itself is not modified."""
 
-    def score_logprobs(self, pairs: Sequence[tuple[Sequence[int], Sequence[int]]]) -> list[float]:
+    async def ascore_logprobs(self, pairs: Sequence[tuple[Sequence[int], Sequence[int]]]) -> list[float]:
         """For each ``(context_ids, continuation_ids)``: the summed log-probability of the
         continuation given the context."""
 
-    def verify_prob(self, requests: Sequence[VerifyRequest]) -> list[float]:
+    async def averify_prob(self, requests: Sequence[VerifyRequest]) -> list[float]:
         """For each request, the probability of its ``yes`` token (see :class:`VerifyRequest`)."""
 
-    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+    async def aembed(self, texts: Sequence[str]) -> list[list[float]]:
         """One L2-normalised embedding per text (all of one dimension)."""
 
     def kv_stats(self) -> KVStats:
         """Engine-wide KV accounting so far: tokens computed vs reused, blocks held now and
         the peak."""
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run one of this engine's coroutines to completion for a synchronous caller."""
+
+
+def run_on_private_loop(owner: Any, coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to completion on ``owner``'s own event loop (created on first use): the
+    synchronous API over engines whose calls need no particular loop. Called where a loop is
+    already running (a notebook), the private loop runs in a helper thread while the caller waits,
+    as any blocking call there would."""
+    loop = getattr(owner, "_sync_loop", None)
+    if loop is None or loop.is_closed():
+        loop = owner._sync_loop = asyncio.new_event_loop()
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return loop.run_until_complete(coro)
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ttc-sync") as pool:
+        return pool.submit(loop.run_until_complete, coro).result()
+
+
+class SyncEngineOps:
+    """The coroutines of an EngineOps whose engine calls block (they run inline: there is no loop
+    to free while a blocking engine works), over its synchronous ``extend``, ``score_logprobs``,
+    ``verify_prob`` and ``embed``."""
+
+    async def aextend(self, requests: Sequence[ExtendRequest]) -> list[list[Step]]:
+        return self.extend(requests)  # type: ignore[attr-defined]
+
+    async def ascore_logprobs(self, pairs: Sequence[tuple[Sequence[int], Sequence[int]]]) -> list[float]:
+        return self.score_logprobs(pairs)  # type: ignore[attr-defined]
+
+    async def averify_prob(self, requests: Sequence[VerifyRequest]) -> list[float]:
+        return self.verify_prob(requests)  # type: ignore[attr-defined]
+
+    async def aembed(self, texts: Sequence[str]) -> list[list[float]]:
+        return self.embed(texts)  # type: ignore[attr-defined]
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return run_on_private_loop(self, coro)

@@ -1,20 +1,26 @@
 """What every engine-backed :class:`~.engine.EngineOps` shares, so a backend writes only its
 engine calls: tokenization, embedding, request validation, KV accounting (and the
-``ttc_kv_report`` hook), the ``score_logprobs`` scaffold and the yes/no arithmetic of
-``verify_prob``."""
+``ttc_kv_report`` hook), the ``ascore_logprobs`` scaffold, the yes/no arithmetic of
+``averify_prob``, and the synchronous API as thin wrappers over the coroutines.
+
+A backend implements the coroutines ``aextend``, ``averify_prob`` and
+``_aprompt_token_logprobs(seqs, starts)``; where its engine lives on a particular event loop it
+also overrides :meth:`EngineOpsBase.run`."""
 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Coroutine, Mapping, Sequence, TypeVar
 
 from ..types import KVStats, RequestContext, Step
-from .engine import ExtendRequest, VerifyRequest, yes_probability
+from .engine import ExtendRequest, VerifyRequest, run_on_private_loop, yes_probability
+
+T = TypeVar("T")
 
 
 class EngineOpsBase:
-    """Subclasses call :meth:`_init_base` and implement ``extend``, ``verify_prob`` and
-    ``_prompt_token_logprobs(seqs, starts)`` (summed logprobs of ``seq[start:]`` per sequence)."""
+    """Subclasses call :meth:`_init_base` and implement ``aextend``, ``averify_prob`` and
+    ``_aprompt_token_logprobs(seqs, starts)`` (summed logprobs of ``seq[start:]`` per sequence)."""
 
     def _init_base(self, tokenizer: Any, *, embedder: Callable[[Sequence[str]], list[list[float]]] | None,
                    pm: Any, add_bos: bool, reward_models: Mapping[str, Any] | None = None) -> None:
@@ -38,7 +44,7 @@ class EngineOpsBase:
             ids = [bos] + ids
         return ids
 
-    def score_logprobs(self, pairs: Sequence[tuple[Sequence[int], Sequence[int]]]) -> list[float]:
+    async def ascore_logprobs(self, pairs: Sequence[tuple[Sequence[int], Sequence[int]]]) -> list[float]:
         self.calls["score_logprobs"] += 1
         todo = [(i, list(c), list(x)) for i, (c, x) in enumerate(pairs) if len(x) > 0]
         for _, context, _ in todo:
@@ -46,21 +52,45 @@ class EngineOpsBase:
                 raise ValueError("score_logprobs needs a non-empty context (the first token has no logprob)")
         out = [0.0] * len(pairs)
         if todo:
-            values = self._prompt_token_logprobs([c + x for _, c, x in todo], [len(c) for _, c, _ in todo])
+            values = await self._aprompt_token_logprobs([c + x for _, c, x in todo], [len(c) for _, c, _ in todo])
             for (i, _, _), v in zip(todo, values):
                 out[i] = v
         return out
 
-    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+    async def aembed(self, texts: Sequence[str]) -> list[list[float]]:
         self.calls["embed"] += 1
         return self.embedder(list(texts))
+
+    # -- the synchronous API: the coroutines, run to completion --------------------------------
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run one of this object's coroutines for a synchronous caller (default: on a private
+        loop; an engine bound to a loop of its own overrides this)."""
+        return run_on_private_loop(self, coro)
+
+    def extend(self, requests: Sequence[ExtendRequest]) -> list[list[Step]]:
+        return self.run(self.aextend(requests))
+
+    def score_logprobs(self, pairs: Sequence[tuple[Sequence[int], Sequence[int]]]) -> list[float]:
+        return self.run(self.ascore_logprobs(pairs))
+
+    def verify_prob(self, requests: Sequence[VerifyRequest]) -> list[float]:
+        return self.run(self.averify_prob(requests))
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        return self.run(self.aembed(texts))
 
     def kv_stats(self) -> KVStats:
         return KVStats(tokens_computed=self.stats.tokens_computed, tokens_reused=self.stats.tokens_reused,
                        blocks_held=self.stats.blocks_held, peak_blocks=self.stats.peak_blocks)
 
     # -- shared pieces ----------------------------------------------------------------------------
-    def _prompt_token_logprobs(self, seqs: Sequence[Sequence[int]], starts: Sequence[int]) -> list[float]:
+    async def aextend(self, requests: Sequence[ExtendRequest]) -> list[list[Step]]:
+        raise NotImplementedError
+
+    async def averify_prob(self, requests: Sequence[VerifyRequest]) -> list[float]:
+        raise NotImplementedError
+
+    async def _aprompt_token_logprobs(self, seqs: Sequence[Sequence[int]], starts: Sequence[int]) -> list[float]:
         raise NotImplementedError
 
     def _continuations(self, requests: Sequence[ExtendRequest]) -> list[tuple[int, int, list[int]]]:
@@ -99,8 +129,8 @@ class EngineOpsBase:
         self.stats.tokens_computed += prompt_len - reused + generated
         self.sequences += 1
 
-    def _verify_from_top(self, requests: Sequence[VerifyRequest], prompts: Sequence[Sequence[int]],
-                         tops: Sequence[dict[int, float]]) -> list[float]:
+    async def _averify_from_top(self, requests: Sequence[VerifyRequest], prompts: Sequence[Sequence[int]],
+                                tops: Sequence[dict[int, float]]) -> list[float]:
         """``verify_prob`` from each prompt's top next-token logprobs; a yes/no token outside the
         top-k is scored exactly with ``prompt_logprobs`` of ``prompt + [token]``."""
         wanted = [(self._first_token(r.yes), None if r.no is None else self._first_token(r.no)) for r in requests]
@@ -108,8 +138,8 @@ class EngineOpsBase:
         missing = [(ri, t) for ri, (toks, got) in enumerate(zip(wanted, found))
                    for t in dict.fromkeys(toks) if t is not None and t not in got]
         if missing:
-            vals = self._prompt_token_logprobs([list(prompts[ri]) + [t] for ri, t in missing],
-                                               [len(prompts[ri]) for ri, _ in missing])
+            vals = await self._aprompt_token_logprobs([list(prompts[ri]) + [t] for ri, t in missing],
+                                                      [len(prompts[ri]) for ri, _ in missing])
             for (ri, t), v in zip(missing, vals):
                 found[ri][t] = v
         return [self._yes_probability(got[yes], None if no is None else got[no])

@@ -24,13 +24,13 @@ from typing import Any, Callable, Sequence
 
 from ..embedding import HashingEmbedder
 from ..types import KVStats, RequestContext, Step
-from .engine import yes_probability
+from .engine import SyncEngineOps, yes_probability
 from .seeds import continuation_seed
 
 __all__ = ["HFEngineOps"]
 
 
-class HFEngineOps:
+class HFEngineOps(SyncEngineOps):
     """EngineOps over a transformers causal LM (see the module docstring)."""
 
     #: ``RequestContext.engine`` of its requests (the in-process reference engine's name).

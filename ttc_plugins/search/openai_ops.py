@@ -65,7 +65,7 @@ class OpenAIEngineOps(EngineOpsBase):
         self._pool.shutdown(wait=False)
 
     # -- EngineOps ------------------------------------------------------------------------------
-    def extend(self, requests: Sequence[ExtendRequest]) -> list[list[Step]]:
+    async def aextend(self, requests: Sequence[ExtendRequest]) -> list[list[Step]]:
         todo = self._continuations(requests)
         bodies = []
         for ri, i, ids in todo:
@@ -86,7 +86,7 @@ class OpenAIEngineOps(EngineOpsBase):
         steps = [self._to_step(requests[ri], a) for (ri, _, _), a in zip(todo, answers)]
         return self._account(requests, [ri for ri, _, _ in todo], [ids for _, _, ids in todo], steps)
 
-    def verify_prob(self, requests: Sequence[VerifyRequest]) -> list[float]:
+    async def averify_prob(self, requests: Sequence[VerifyRequest]) -> list[float]:
         self.calls["verify_prob"] += 1
         if not requests:
             return []
@@ -98,10 +98,10 @@ class OpenAIEngineOps(EngineOpsBase):
             self._count_answer(len(p), a)
             top = (a["choices"][0].get("logprobs") or {}).get("top_logprobs") or [{}]
             tops.append({_token_id(t): float(lp) for t, lp in (top[0] or {}).items()})
-        return self._verify_from_top(requests, prompts, tops)
+        return await self._averify_from_top(requests, prompts, tops)
 
     # -- shared pieces ----------------------------------------------------------------------------
-    def _prompt_token_logprobs(self, seqs: Sequence[Sequence[int]], starts: Sequence[int]) -> list[float]:
+    async def _aprompt_token_logprobs(self, seqs: Sequence[Sequence[int]], starts: Sequence[int]) -> list[float]:
         answers = self._post_all([{"prompt": list(s), "max_tokens": 1, "temperature": 0.0, "prompt_logprobs": 0}
                                   for s in seqs])
         out = []

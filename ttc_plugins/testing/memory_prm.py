@@ -40,6 +40,9 @@ class MemoryRewardModel:
         tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         return cls(body.float(), head.float(), tok, config["step_tag_id"])
 
+    async def astep_rewards(self, texts: Sequence[str]) -> list[list[float]]:
+        return self.step_rewards(texts)  # plain torch: nothing to await
+
     def step_rewards(self, texts: Sequence[str]) -> list[list[float]]:
         import torch
 

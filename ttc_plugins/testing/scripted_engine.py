@@ -18,6 +18,7 @@ from typing import Callable, Mapping, Sequence
 
 from ..types import KVStats, Step
 from ..embedding.hashing import HashingEmbedder
+from ..search.engine import SyncEngineOps
 from ..search.seeds import continuation_seed
 
 World = Callable[[str], "Sequence[tuple[str, float]] | None"]
@@ -28,7 +29,7 @@ def tree_world(tree: Mapping[str, Sequence[tuple[str, float]]]) -> World:
     return lambda path: tree.get(path)
 
 
-class ScriptedEngine:
+class ScriptedEngine(SyncEngineOps):
     name = "scripted"
 
     def __init__(self, world: World | Mapping[str, Sequence[tuple[str, float]]], *,

@@ -21,7 +21,10 @@ from ttc_plugins.runtime.wire import BRANCH_KEY, PRIVATE_KEYS, TTC_KEY
 
 from .. import frontend
 
-TARGET = "vllm.v1.engine.input_processor.InputProcessor"
+TARGETS = (
+    "vllm.v1.engine.input_processor.InputProcessor.__init__",
+    "vllm.v1.engine.input_processor.InputProcessor.process_inputs",
+)
 _applied = False
 
 

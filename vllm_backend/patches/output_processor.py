@@ -20,7 +20,7 @@ from ttc_plugins.runtime.wire import BEAM_REPORT_KEY
 
 from .. import frontend
 
-TARGET = "vllm.v1.engine.output_processor.RequestState"
+TARGETS = ("vllm.v1.engine.output_processor.RequestState.from_new_request",)
 BEAM_RESULT_KEY = BEAM_REPORT_KEY
 _applied = False
 

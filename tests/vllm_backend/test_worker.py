@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from ttc_plugins.types import ControlSpec, RequestContext  # noqa: E402
-from ttc_plugins.vllm_backend.control_state import ControlState, RowState  # noqa: E402
+from ttc_plugins.vllm_backend.worker import ControlState, RowState  # noqa: E402
 
 
 @dataclass

@@ -44,10 +44,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from ttc_plugins.runtime.wire import BEAM_REPORT_KEY
 from ttc_plugins.token_beam import BeamParams, TokenBeam
 
 #: ``Req.customized_info`` key of the finished search's report (request-level: sent once)
-REPORT_KEY = "ttc_beam"
+REPORT_KEY = BEAM_REPORT_KEY
 STATE_ATTR = "_ttc_beam"
 
 

@@ -8,6 +8,9 @@ plugs in by providing the same fixtures; the suite's tests never name an engine.
   the engine was started with.
 - ``engine_generate(prompts, ttcs, max_tokens, cache_salt=None) -> [(token_ids, logprobs)]``:
   one greedy batch on the in-process engine with the plugin (:mod:`integration.common.scenarios`).
+- ``engine_generate_served(...)``: the same, each row with the request's report:
+  ``(token_ids, logprobs, ttc, cached_tokens)`` (``ttc``: what the engine answered under ``ttc``,
+  ``None`` for a plain request; ``cached_tokens``: prompt tokens the engine served from its cache).
 - ``engine_plain_run``: the scenarios' all-plain batch on an engine without the plugin.
 - ``engine_ops(pm) -> EngineOps``: the engine's synchronous search operations over the in-process
   engine, with the given plugin manager (function scope: the engine fixture cleans up after it).

@@ -260,6 +260,17 @@ def engine_generate(engine):
 
 
 @pytest.fixture(scope="session")
+def engine_generate_served(engine):
+    """Like ``engine_generate``, with each request's report: [(token_ids, logprobs, ttc, cached_tokens)]."""
+    def generate(prompts, ttcs, max_tokens, cache_salt=None):
+        outs = engine_helpers.generate_raw(engine, prompts, ttcs, max_tokens, cache_salt=cache_salt)
+        return [(*row, o["meta_info"].get("ttc"), int(o["meta_info"].get("cached_tokens") or 0))
+                for row, o in zip(engine_helpers.rows(outs), outs)]
+
+    return generate
+
+
+@pytest.fixture(scope="session")
 def engine_plain_run(no_plugin_run) -> list:
     return no_plugin_run[0]
 

@@ -169,6 +169,16 @@ def engine_generate(eager_llm):
 
 
 @pytest.fixture(scope="session")
+def engine_generate_served(eager_llm):
+    """Like ``engine_generate``, with each request's report: [(token_ids, logprobs, ttc, cached_tokens)]."""
+    def generate(prompts, ttcs, max_tokens, cache_salt=None):
+        rows = engine.generate(eager_llm, prompts, ttcs, max_tokens, cache_salt=cache_salt, with_outputs=True)
+        return [(*item, getattr(o, "ttc", None), int(o.num_cached_tokens or 0)) for item, o in rows]
+
+    return generate
+
+
+@pytest.fixture(scope="session")
 def engine_plain_run(no_plugin_run) -> list:
     return [(r["token_ids"], r["logprobs"]) for r in no_plugin_run[0]["batches"][0]]
 

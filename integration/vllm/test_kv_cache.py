@@ -9,20 +9,6 @@ from integration.common import scenarios
 LONG = scenarios.LONG_PROMPT
 
 
-def test_prefix_cache_isolation_eager(eager_llm, reference):
-    eager_llm.reset_prefix_cache()
-    plain_ref = reference([LONG], [None], 4)
-    steered_ref = reference([LONG], [scenarios.LONG_STEER], 4)
-    assert plain_ref[0][0] != steered_ref[0][0] or abs(plain_ref[0][1][0] - steered_ref[0][1][0]) > 1e-2
-    (first, o1), = engine.generate(eager_llm, [LONG], [None], 4, with_outputs=True)
-    (steered, o2), = engine.generate(eager_llm, [LONG], [scenarios.LONG_STEER], 4, with_outputs=True)
-    (plain, o3), = engine.generate(eager_llm, [LONG], [None], 4, with_outputs=True)
-    scenarios.assert_matches([first, plain], plain_ref * 2, "unsteered")
-    scenarios.assert_matches([steered], steered_ref, "steered after unsteered")
-    assert o2.ttc["kv"]["tokens_reused"] == 0, "steered request reused unsteered KV"
-    assert o3.num_cached_tokens >= 384, "plain requests should still share their own prefix"
-
-
 def test_prefix_cache_isolation_compiled(compiled_run, reference):
     result, _ = compiled_run
     rows = [(b[0]["token_ids"], b[0]["logprobs"]) for b in result["batches"][2:5]]

@@ -53,3 +53,18 @@ def recorded_ops(make_ops):
     rec = Recorder()
     pm.register(rec, name="recorder")
     return make_ops(pm), pm, rec
+
+
+def assert_search_independent_of_others(ops, pm, sampling: dict, other_sampling: dict):
+    """A beam search gives the same result alone and sharing its rounds with another search (a
+    best-of-n with ``other_sampling``); returns the lone result."""
+    from ttc_plugins.search import SearchPrompt, run_search
+
+    p = {"strategy": "beam", "width": 2, "max_steps": 2, "max_step_tokens": 6, "max_total_tokens": 12,
+         "step_delimiter": "\n", **sampling}
+    target = SearchPrompt(text="Problem: 5 + 3 = ?\nSolution:\n", request_id="target")
+    (alone,) = run_search(ops, [target], p, pm=pm)
+    other = SearchPrompt(text="Problem: 9 * 9 = ?\nSolution:\n", request_id="other")
+    together = run_search(ops, [other, target], [{**p, "strategy": "best_of_n", **other_sampling}, p], pm=pm)[1]
+    assert alone.text == together.text and alone.chosen_path == together.chosen_path
+    return alone

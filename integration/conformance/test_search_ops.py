@@ -7,7 +7,7 @@ import pytest
 
 from ttc_plugins.search import SearchPrompt, StepStop, VerifyRequest, run_search
 
-from integration.common.search import LONG_TEXT, NO_DELIM
+from integration.common.search import LONG_TEXT, NO_DELIM, assert_search_independent_of_others
 from integration.common.search import step_request as _req
 
 
@@ -107,11 +107,5 @@ def test_every_strategy_runs_with_consistent_counters(ops_pm, engine_reused_toke
 
 def test_greedy_search_results_do_not_depend_on_the_other_searches(ops_pm):
     ops, pm, _ = ops_pm
-    p = {"strategy": "beam", "width": 2, "max_steps": 2, "max_step_tokens": 6, "max_total_tokens": 12,
-         "step_delimiter": "\n", "temperature": 0.0}
-    target = SearchPrompt(text="Problem: 5 + 3 = ?\nSolution:\n", request_id="target")
-    (alone,) = run_search(ops, [target], p, pm=pm)
-    other = SearchPrompt(text="Problem: 9 * 9 = ?\nSolution:\n", request_id="other")
-    together = run_search(ops, [other, target], [{**p, "strategy": "best_of_n", "temperature": 0.8}, p], pm=pm)[1]
-    assert alone.text == together.text and alone.chosen_path == together.chosen_path
+    alone = assert_search_independent_of_others(ops, pm, {"temperature": 0.0}, {"temperature": 0.8})
     assert alone.text

@@ -146,17 +146,22 @@ def compiled_run(tiny_model, tmp_path_factory):
     return run_child(spec, tmp_path_factory.mktemp("compiled"), {})
 
 
-@pytest.fixture(scope="session")
-def server(tiny_model, tmp_path_factory):
+def openai_server(model: str, log_dir: Path, *flags: str, timeout: float = CHILD_TIMEOUT):
+    """The OpenAI server started the usual way (module form, multiprocess) with ``flags``; yields
+    ``{"base_url", "log", "proc"}`` and stops it afterwards (a fixture's body)."""
     port = free_port()
-    log_path = tmp_path_factory.mktemp("server") / "server.log"
-    cmd = engine.server_cmd(tiny_model, port, "--additional-config", json.dumps({"ttc": {}}),
-                            "--scheduler-cls", engine.BEAM_SCHEDULER)
+    log_path = log_dir / "server.log"
     env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "1"}
     base = f"http://127.0.0.1:{port}"
-    proc = start_openai_server(cmd, log_path, base, CHILD_TIMEOUT, env=env, cwd=ROOT)
+    proc = start_openai_server(engine.server_cmd(model, port, *flags), log_path, base, timeout, env=env, cwd=ROOT)
     yield {"base_url": base, "log": log_path, "proc": proc}
     stop_server(proc)
+
+
+@pytest.fixture(scope="session")
+def server(tiny_model, tmp_path_factory):
+    yield from openai_server(tiny_model, tmp_path_factory.mktemp("server"), "--additional-config",
+                             json.dumps({"ttc": {}}), "--scheduler-cls", engine.BEAM_SCHEDULER)
 
 
 # -- the conformance suite's engine (integration/conformance/engine.py) --------------------------

@@ -26,7 +26,6 @@ openai = pytest.importorskip("openai")
 import ttc_vllm_engine as engine  # noqa: E402
 
 from integration.common.concurrent import run_at_once  # noqa: E402
-from integration.common.server import free_port, start_openai_server, stop_server  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 420
@@ -53,20 +52,17 @@ def search_server(tiny_model, named_vector, ttc_adapter, prm_dir, tmp_path_facto
     """The OpenAI server, module form, chunked prefill off (seeded search), plugin on, with the
     same engine settings and ``additional_config.ttc`` as ``eager_llm``, plus the tiny PRM as the
     reward model ``prm`` (a second engine the server starts on the first search scored by it)."""
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("search_server") / "server.log"
+    from integration.vllm.fixtures import openai_server
+
     ttc = {"vectors": {"honest": named_vector[0]}, "ttc_layers": {str(ttc_adapter[0]): ttc_adapter[1]},
            "reward_models": {"prm": {"model": prm_dir, "dtype": "float32", "max_model_len": 1024,
                                      "kv_cache_memory_bytes": 64 * 2**20}}}
-    cmd = engine.server_cmd(tiny_model, port, "--seed", "0", "--max-num-seqs", "32", "--no-enable-chunked-prefill",
-                            "--max-num-batched-tokens", "1024", "--additional-config", json.dumps({"ttc": ttc}),
-                            # in-server searches fork in place between rounds
-                            "--scheduler-cls", engine.BEAM_SCHEDULER)
-    env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "1"}
-    base = f"http://127.0.0.1:{port}"
-    proc = start_openai_server(cmd, log_path, base, START_TIMEOUT, env=env, cwd=ROOT)
-    yield {"base_url": base, "log": log_path, "model": tiny_model}
-    stop_server(proc)
+    for server in openai_server(tiny_model, tmp_path_factory.mktemp("search_server"), "--seed", "0",
+                                "--max-num-seqs", "32", "--no-enable-chunked-prefill", "--max-num-batched-tokens",
+                                "1024", "--additional-config", json.dumps({"ttc": ttc}),
+                                # in-server searches fork in place between rounds
+                                "--scheduler-cls", engine.BEAM_SCHEDULER, timeout=START_TIMEOUT):
+        yield {**server, "model": tiny_model}
 
 
 @pytest.fixture(scope="module")

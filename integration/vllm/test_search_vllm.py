@@ -18,11 +18,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 pytest.importorskip("vllm")
 
-from ttc_plugins.search import ExtendRequest, SamplingConfig, SearchPrompt, StepStop, run_search  # noqa: E402
+from ttc_plugins.search import ExtendRequest, SamplingConfig, StepStop  # noqa: E402
 from ttc_plugins.types import Branch, RequestContext  # noqa: E402
 from ttc_plugins.vllm_backend.search_ops import VLLMEngineOps  # noqa: E402
 
-from integration.common.search import CODE, NO_DELIM  # noqa: E402
+from integration.common.search import CODE, NO_DELIM, assert_search_independent_of_others  # noqa: E402
 from integration.common.search import step_request as _req  # noqa: E402
 
 BLOCK = 128
@@ -124,12 +124,6 @@ def test_seeded_ops_refuse_a_chunked_prefill_engine():
 
 
 # -- strategies end to end ---------------------------------------------------------------------
-def test_search_results_do_not_depend_on_the_other_searches(ops_pm):
+def test_seeded_search_results_do_not_depend_on_the_other_searches(ops_pm):
     ops, pm, _ = ops_pm
-    p = {"strategy": "beam", "width": 2, "max_steps": 2, "max_step_tokens": 6, "max_total_tokens": 12,
-         "step_delimiter": "\n", "seed": 9}
-    target = SearchPrompt(text="Problem: 5 + 3 = ?\nSolution:\n", request_id="target")
-    (alone,) = run_search(ops, [target], p, pm=pm)
-    other = SearchPrompt(text="Problem: 9 * 9 = ?\nSolution:\n", request_id="other")
-    together = run_search(ops, [other, target], [{**p, "strategy": "best_of_n"}, p], pm=pm)[1]
-    assert alone.text == together.text and alone.chosen_path == together.chosen_path
+    assert_search_independent_of_others(ops, pm, {"seed": 9}, {})

@@ -47,8 +47,6 @@ from typing import Any
 from ttc_plugins.runtime.wire import BEAM_REPORT_KEY
 from ttc_plugins.token_beam import BeamParams, TokenBeam
 
-#: ``Req.customized_info`` key of the finished search's report (request-level: sent once)
-REPORT_KEY = BEAM_REPORT_KEY
 STATE_ATTR = "_ttc_beam"
 
 
@@ -125,7 +123,7 @@ def _group_class():
         def finalize(self):
             search: _Search = getattr(self, STATE_ATTR)
             hyps = search.beam.results()
-            self.leader.customized_info = {REPORT_KEY: [report(search, self)]}
+            self.leader.customized_info = {BEAM_REPORT_KEY: [report(search, self)]}
             return [
                 BeamResult(
                     tokens=list(h.token_ids),

@@ -113,8 +113,9 @@ class FrontendState:
             return
         beam = prepared.ctx.params.beam
         if beam is not None:  # run as a SGLang beam group whose steps TokenBeam decides
-            sp.beam_width = check_beam(beam.width, getattr(sp, "n", 1), getattr(sp, "stop_strs", None),
-                                       bool(getattr(tokenized, "return_logprob", False)), getattr(sp, "beam_width", None))
+            check_beam(getattr(sp, "n", 1), getattr(sp, "stop_strs", None),
+                       bool(getattr(tokenized, "return_logprob", False)), getattr(sp, "beam_width", None))
+            sp.beam_width = beam_rows(beam.width)
         sp.custom_params = {**without_private(custom), **prepared.wire}
         tokenized.cache_salt = prepared.cache_salt
         with self._lock:
@@ -179,10 +180,9 @@ def beam_report_of(meta: dict) -> dict | None:
     return report
 
 
-def check_beam(width: int, n: int | None, stop_strs: Any, return_logprob: bool, beam_width: int | None) -> int:
-    """SGLang's own sampling settings a ``ttc.beam`` request cannot combine with; returns the SGLang
-    ``beam_width`` to send it with (SGLang runs width 1 as no beam at all, so a width-1 search rides
-    a 2-row group). The width limit is a fact of the server (checked by the runtime).
+def check_beam(n: int | None, stop_strs: Any, return_logprob: bool, beam_width: int | None) -> None:
+    """SGLang's own sampling settings a ``ttc.beam`` request cannot combine with (the width limit
+    is a fact of the server, checked by the runtime).
 
     :raises TTCParamError: naming the field.
     """
@@ -196,6 +196,11 @@ def check_beam(width: int, n: int | None, stop_strs: Any, return_logprob: bool, 
                                               "per-token logprobs are not returned")
     if beam_width is not None and beam_width > 1:
         raise TTCParamError("beam_width", "use either SGLang's own beam_width or ttc.beam, not both")
+
+
+def beam_rows(width: int) -> int:
+    """The SGLang ``beam_width`` a ``ttc.beam`` of ``width`` is sent with: SGLang runs width 1 as
+    no beam at all, so a width-1 search rides a 2-row group."""
     return max(width, 2)
 
 

@@ -59,7 +59,7 @@ def _beam_refusal(request: Any) -> tuple[str, str] | None:
     if getattr(request, "logprobs", None) not in (None, False, 0):
         return "logprobs", "ttc.beam reports each beam's cumulative_logprob; per-token logprobs are not returned"
     try:
-        check_beam(2, getattr(request, "n", 1), getattr(request, "stop", None), False, None)
+        check_beam(getattr(request, "n", 1), getattr(request, "stop", None), False, None)
     except TTCParamError as exc:
         return exc.field, exc.message
     return None

@@ -54,9 +54,6 @@ from .held_branches import HeldBranches
 
 log = logging.getLogger("ttc_plugins.vllm_backend")
 
-#: where a finished search's report travels to the frontend (``EngineCoreOutput.kv_transfer_params``)
-RESULT_KEY = BEAM_REPORT_KEY
-
 
 @dataclass
 class _Search:
@@ -471,7 +468,7 @@ class TTCScheduler(Scheduler):
             new_token_ids=list(best.token_ids),
             finish_reason=root.get_finished_reason(),
             stop_reason=root.stop_reason,
-            kv_transfer_params={RESULT_KEY: report},
+            kv_transfer_params={BEAM_REPORT_KEY: report},
             prefill_stats=search.prefill_stats,
         )
         eco = outputs.get(root.client_index)

@@ -6,6 +6,7 @@ Called from the two patches in :mod:`.patches`; engine objects stay there.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -104,8 +105,9 @@ class FrontendState:
         return cls(cfg, hidden, layers, vocab, arch, supported, block, uses_beam_scheduler(sched), width,
                    replays_cuda_graphs(vllm_config))
 
-    @property
+    @functools.cached_property
     def facts(self) -> EngineFacts:
+        """What the engine can honour (built once: the engine's settings do not change)."""
         controls = self.config is not None and self.config.controls
         refused = {"ttc.search": SEARCH_ONLY_ON_COMPLETIONS}
         if not controls:

@@ -46,7 +46,6 @@ class TTCLogitsProcessor(LogitsProcessor):
         self.enabled = is_registered()
         self.state = worker.state_for(vllm_config)
         self.primary = self.enabled and self.state.claim(self)
-        self.opted_rows: dict[int, worker.RowState] = {}
         self._pm = None
         eos = getattr(vllm_config.model_config.hf_config, "eos_token_id", None)
         self.eos_token_id = eos[0] if isinstance(eos, (list, tuple)) else eos
@@ -73,18 +72,20 @@ class TTCLogitsProcessor(LogitsProcessor):
             return
         rows = self.state.rows
         if process_dict_updates(rows, batch_update, self._new_row):
-            self.opted_rows = dict(rows)  # every opted-in row sees ttc_process_logits (the hook's contract)
             self.state.rows_changed()
 
     def apply(self, logits: torch.Tensor) -> torch.Tensor:
         if self.primary and self.state.rows and self._pm is not None and self._pm.has_impls("ttc_accept_token"):
             self._judge_tokens(logits)
-        if not self.opted_rows or not self._pm.has_impls("ttc_process_logits"):
+        # every opted-in row sees ttc_process_logits (the hook's contract); a duplicate processor
+        # (not primary) never calls the hooks
+        opted = self.state.rows if self.primary else None
+        if not opted or not self._pm.has_impls("ttc_process_logits"):
             return logits
         num_rows = logits.shape[0]
         rows = [
             LogitsRow(index=i, ctx=r.ctx, output_token_ids=r.output_token_ids)
-            for i, r in sorted(self.opted_rows.items())
+            for i, r in sorted(opted.items())
             if i < num_rows
         ]
         if rows:

@@ -38,7 +38,6 @@ __all__ = ["SEARCH_ONLY_ON_COMPLETIONS", "create_search_chat_completion", "creat
            "search_params_of"]
 
 SEARCH_ONLY_ON_COMPLETIONS = frontend.SEARCH_ONLY_ON_COMPLETIONS
-BEAM_RESULT_KEY = BEAM_REPORT_KEY
 
 
 def _bad(field: str, message: str):
@@ -51,11 +50,11 @@ def surface_beam_report(response: Any) -> Any:
     """A token beam search (``ttc.beam``, run by the TTC scheduler) answers with its report in
     ``kv_transfer_params["ttc_beam"]``; the client gets it as ``ttc.beam`` (like ``ttc.search``)."""
     params = getattr(response, "kv_transfer_params", None)
-    if not isinstance(params, dict) or BEAM_RESULT_KEY not in params:
+    if not isinstance(params, dict) or BEAM_REPORT_KEY not in params:
         return response
-    rest = {k: v for k, v in params.items() if k != BEAM_RESULT_KEY}
+    rest = {k: v for k, v in params.items() if k != BEAM_REPORT_KEY}
     response.kv_transfer_params = rest or None
-    setattr(response, "ttc", {"beam": params[BEAM_RESULT_KEY]})
+    setattr(response, "ttc", {"beam": params[BEAM_REPORT_KEY]})
     return response
 
 

@@ -19,10 +19,9 @@ TARGETS = (
     "SchedulerOutputStreamer.is_request_level_customized_info_key",
 )
 HOOK_TYPE = HookType.AROUND
-REPORT_KEY = BEAM_REPORT_KEY
 
 
 def hook(original_fn, self, key, *args, **kwargs):
-    if key == REPORT_KEY:
+    if key == BEAM_REPORT_KEY:
         return True
     return original_fn(self, key, *args, **kwargs)

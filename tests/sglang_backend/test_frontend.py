@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from ttc_plugins.errors import TTCParamError
-from ttc_plugins.sglang_backend.frontend import check_beam, finish_reason_name
+from ttc_plugins.sglang_backend.frontend import beam_rows, check_beam, finish_reason_name
 
 
 @pytest.mark.parametrize("kw, field", [
@@ -16,15 +16,16 @@ from ttc_plugins.sglang_backend.frontend import check_beam, finish_reason_name
     ({"beam_width": 4}, "beam_width"),
 ])
 def test_check_beam_names_the_field(kw, field):
-    args = {"width": 2, "n": 1, "stop_strs": None, "return_logprob": False, "beam_width": None, **kw}
+    args = {"n": 1, "stop_strs": None, "return_logprob": False, "beam_width": None, **kw}
     with pytest.raises(TTCParamError) as exc:
         check_beam(**args)
     assert exc.value.field == field
 
 
 def test_check_beam_sends_at_least_two_rows():
-    assert check_beam(1, 1, None, False, None) == 2  # SGLang has no 1-wide beam group
-    assert check_beam(5, None, [], False, 1) == 5
+    assert beam_rows(1) == 2  # SGLang has no 1-wide beam group
+    assert beam_rows(5) == 5
+    check_beam(None, [], False, 1)  # nothing to refuse
 
 
 def test_finish_reason_name():

@@ -72,9 +72,9 @@ def test_reward_models_are_named_model_directories(tmp_path):
     assert (rm.model, rm.dtype, rm.step_tag_id, rm.max_model_len) == (str(tmp_path), "float32", None, 2048)
 
 
-def _state(config=EngineConfig(), supported=True):
+def _state(config=EngineConfig(), supported=True, **kw):
     return FrontendState(config=config, hidden_size=H, num_layers=4, vocab_size=2048, architecture="LlamaForCausalLM",
-                         controls_supported=supported, block_size=128)
+                         controls_supported=supported, block_size=128, **kw)
 
 
 def test_prepare_resolves_control_and_salts_by_config():
@@ -162,8 +162,7 @@ def test_beam_scheduler_recognised_by_name_or_class():
 
 
 def test_control_refused_where_the_worker_replays_cuda_graphs():
-    state = _state()
-    state.cuda_graphs = True
+    state = _state(cuda_graphs=True)
     with pytest.raises(TTCParamError, match="--enforce-eager") as info:
         state.prepare(steer(), "r", [1])
     assert info.value.field == "ttc.control"

@@ -21,7 +21,6 @@ from ttc_plugins.runtime.wire import BEAM_REPORT_KEY
 from .. import frontend
 
 TARGETS = ("vllm.v1.engine.output_processor.RequestState.from_new_request",)
-BEAM_RESULT_KEY = BEAM_REPORT_KEY
 _applied = False
 
 
@@ -51,7 +50,7 @@ def apply() -> None:
         if finish_reason is None or self._ttc_reported:
             return output
         self._ttc_reported = True
-        beam = (getattr(output, "kv_transfer_params", None) or {}).get(BEAM_RESULT_KEY) if output is not None else None
+        beam = (getattr(output, "kv_transfer_params", None) or {}).get(BEAM_REPORT_KEY) if output is not None else None
         summary = frontend.report_finished(
             self._ttc_extra,
             self.external_req_id,

@@ -19,6 +19,7 @@ re-run, so a second run is fast and a fresh machine still builds everything.
 from __future__ import annotations
 
 import os
+import shutil
 import tomllib
 from pathlib import Path
 
@@ -91,12 +92,23 @@ def unit(session: nox.Session) -> None:
     _pytest(session, "tests", env={**TEST_ENV, "TRITON_INTERPRET": "1"})
 
 
+def install_test_plugin(session: nox.Session) -> None:
+    """The test-only third-party plugin of the integration suites
+    (``integration/common/fixture_plugin``), built from a copy so that no build/ or .egg-info
+    lands in the checkout."""
+    tmp = Path(session.create_tmp()) / "ttc-test-plugin"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(ROOT / "integration" / "common" / "fixture_plugin", tmp)
+    session.install("--no-deps", "--no-build-isolation", "--force-reinstall", str(tmp))
+
+
 def _vllm_session(version: str):
     @nox.session(python=PYTHON, name=f"vllm-{version}", tags=["matrix", "vllm"])
     def vllm(session: nox.Session) -> None:
         """vLLM's own integration suite and the conformance suite against a real vLLM (CPU build)."""
         install_locked(session)
         session.install("--no-deps", "--force-reinstall", ".", MINILM)
+        install_test_plugin(session)
         _pytest(session, "integration/conformance", "integration/vllm", "--engine", "vllm",
                 env={**TEST_ENV, "TTC_ENGINE_VERSION": version})
 
@@ -111,6 +123,7 @@ def _sglang_session(version: str):
         install_locked(session)
         session.run("bash", "integration/sglang/install.sh", requirement("sglang", version), external=True)
         session.install("--no-deps", "--force-reinstall", ".", MINILM)
+        install_test_plugin(session)
         _pytest(session, "integration/conformance", "integration/sglang", "--engine", "sglang",
                 env={**TEST_ENV, "TTC_ENGINE_VERSION": version})
 

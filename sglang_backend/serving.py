@@ -163,8 +163,8 @@ async def handle_search(serving: Any, request: Any, raw_request: Any, params: TT
         return bad(serving, exc.field, exc.message)
     except Exception as exc:
         log.exception("ttc: search request %s failed", request_id)
-        return serving.create_error_response(f"search failed: {type(exc).__name__}: {exc}",
-                                             err_type="InternalServerError", status_code=500)
+        status, err_type, message = served.search_failure(exc)
+        return serving.create_error_response(message, err_type=err_type, status_code=status)
     generated = result.counters.tokens_generated
     usage = UsageInfo(prompt_tokens=prompt_tokens, completion_tokens=generated, total_tokens=prompt_tokens + generated)
     body = _response(request, request_id, result, usage, is_chat).model_dump()

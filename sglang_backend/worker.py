@@ -12,18 +12,25 @@
   TokenBeam's rules (:mod:`.beam_scheduler`).
 
 Nothing here raises into SGLang's scheduler loop for a bad request (that would kill the engine):
-a request whose context cannot be rebuilt is aborted with a message instead.
+a request whose context cannot be rebuilt is aborted with a message instead, and a hook that raises
+(or a control whose output is not finite) fails only its own requests
+(:mod:`ttc_plugins.runtime.faults`): they end with an abort whose status is 500 and whose message
+names the hook and the error, while the rest of the batch runs on unchanged.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import logging
 import threading
 import weakref
+from http import HTTPStatus
 from typing import Any
 
 import torch
 
+from ttc_plugins.runtime import faults
 from ttc_plugins.runtime.control_tables import ControlTables, ForwardControls, apply_steering, token_slots
 from ttc_plugins.runtime.requests import context_from_wire
 from ttc_plugins.types import LogitsBatch, LogitsRow, RequestContext
@@ -32,6 +39,7 @@ from .config import EngineConfig
 
 log = logging.getLogger("ttc_plugins.sglang_backend")
 CTX_ATTR = "_ttc_ctx"
+FAILED_ATTR = "_ttc_failed"
 
 
 def _finish_rejected_cls():
@@ -89,8 +97,25 @@ class WorkerState:
         beam_scheduler.attach(coordinator, req, user_params, beam)
 
     def ctx_of(self, rid: str) -> RequestContext | None:
+        """The context of a live request whose hooks have not failed."""
         req = self.reqs.get(rid)
-        return getattr(req, CTX_ATTR, None) if req is not None else None
+        if req is None or getattr(req, FAILED_ATTR, None) is not None:
+            return None
+        return getattr(req, CTX_ATTR, None)
+
+    def fail(self, req: Any, failure: faults.HookFailure, *, now: bool = False) -> None:
+        """End ``req`` with an abort (HTTP 500 naming the failure) at its next finish check, or
+        ``now`` (after this step's check ran); its hooks and control are not called again."""
+        if req is None or getattr(req, FAILED_ATTR, None) is not None:
+            return
+        from sglang.srt.managers.schedule_batch import FINISH_ABORT
+
+        setattr(req, FAILED_ATTR, failure)
+        reason = FINISH_ABORT(str(failure), HTTPStatus.INTERNAL_SERVER_ERROR, "InternalServerError")
+        if now:
+            req.finished_reason = reason
+        else:
+            req.to_finish = reason
 
     # -- model ----------------------------------------------------------------------------
     def on_model_loaded(self, model_runner: Any) -> None:
@@ -134,14 +159,27 @@ class WorkerState:
         if not control_of:
             return
         counts = self.token_counts(forward_batch)
-        if counts is None:
-            raise RuntimeError(
-                f"ttc-plugins: hidden-state control does not support forward mode {forward_batch.forward_mode!r}"
-            )
-        specs, slots = token_slots(rids, counts, control_of)
+        num_tokens = int(forward_batch.input_ids.shape[0])
+        if counts is None or sum(counts) > num_tokens:
+            # never raise into the scheduler loop (that ends the engine): these requests fail
+            why = (f"hidden-state control does not support forward mode {forward_batch.forward_mode!r}"
+                   if counts is None else f"the batch maps {sum(counts)} tokens to its requests but has {num_tokens}")
+            failure = faults.HookFailure("hidden-state control", why)
+            for rid in control_of:
+                self.fail(self.reqs.get(rid), failure)
+            return
+        # A decode batch carries the member rows of SGLang beam groups after the requests' own
+        # rows (its beam tail, not in ``rids``); a beam never has a control: no slot for them.
+        tail = num_tokens - sum(counts)
+        owners, counts = ([*rids, None], [*counts, tail]) if tail else (list(rids), counts)
+        specs, slots = token_slots(owners, counts, control_of)
         ctrl = self.tables.forward(specs, slots, forward_batch.input_ids.device)
         if ctrl is not None:
-            self._local.current = (list(rids), ctrl)
+            for rid, spec in control_of.items():
+                if spec in ctrl.failed:
+                    self.fail(self.reqs.get(rid), ctrl.failed[spec])
+            ends = list(itertools.accumulate(counts))  # token t belongs to owners[bisect_right(ends, t)]
+            self._local.current = (list(rids), ctrl, ends, owners, list(control_of))
 
     def after_forward(self, forward_batch: Any) -> None:
         self._local.current = None
@@ -153,10 +191,23 @@ class WorkerState:
         current = getattr(self._local, "current", None)
         if current is None:
             return None
-        rids, ctrl = current
+        rids, ctrl = current[:2]
         if list(getattr(forward_batch, "rids", None) or []) != rids:
             return None
         return ctrl
+
+    def fail_tokens(self, token_idx: torch.Tensor, failure: faults.HookFailure) -> None:
+        """Fail the requests owning these tokens of the running forward pass."""
+        _rids, _ctrl, ends, owners, _controlled = self._local.current
+        for t in set(token_idx.tolist()):
+            owner = owners[bisect.bisect_right(ends, t)]
+            if owner is not None:
+                self.fail(self.reqs.get(owner), failure)
+
+    def fail_controlled(self, failure: faults.HookFailure) -> None:
+        """Fail every request with a control in the running forward pass."""
+        for rid in self._local.current[4]:
+            self.fail(self.reqs.get(rid), failure)
 
     def _make_layer_hook(self, index: int):
         from sglang.srt.layers.layer_boundary.residual import access as residual_access
@@ -172,14 +223,18 @@ class WorkerState:
                 return None
             buf = residual_access.buffer(output)
             n = buf.shape[0] if buf is not None else ctrl.num_tokens
-            if n != ctrl.num_tokens:
-                raise RuntimeError(f"ttc-plugins: layer {index} output has {n} tokens but the batch maps {ctrl.num_tokens}")
+            if n != ctrl.num_tokens:  # never raise into the scheduler loop: the controlled requests fail
+                why = f"layer {index} output has {n} tokens but the batch maps {ctrl.num_tokens}"
+                self.fail_controlled(faults.HookFailure("hidden-state control", why))
+                return None
             # SGLang refuses a new output tensor at its layer boundary: the update goes in as a delta
             state = residual_batch.snapshot(output, forward_batch) if steer.needs_state else None
             rows = (state.index_select(0, steer.token_idx).float() if state is not None
                     else torch.zeros(len(steer.token_idx), self.hidden_size, device=steer.vectors.device))
             steered = rows.clone()
-            apply_steering(steered, steer)
+            bad = apply_steering(steered, steer)  # non-finite rows come back unsteered: fail their requests
+            if bool(bad.any()):
+                self.fail_tokens(steer.token_idx[bad], faults.NONFINITE_STREAM)
             delta = torch.zeros(n, self.hidden_size, dtype=torch.float32, device=steered.device)
             delta.index_copy_(0, steer.token_idx, steered - rows)
             new = residual_batch.add_to_output(output, forward_batch, delta.to(buf.dtype if buf is not None else delta.dtype))
@@ -195,10 +250,9 @@ class WorkerState:
         rids = forward_batch.rids or []
         rows = []
         for i, rid in enumerate(rids):
-            req = self.reqs.get(rid)
-            ctx = getattr(req, CTX_ATTR, None) if req is not None else None
+            ctx = self.ctx_of(rid)
             if ctx is not None and ctx.opted_in:
-                rows.append(LogitsRow(index=i, ctx=ctx, output_token_ids=req.output_ids))
+                rows.append(LogitsRow(index=i, ctx=ctx, output_token_ids=self.reqs[rid].output_ids))
         if not rows:
             return
         logits = logits_output.next_token_logits
@@ -207,7 +261,8 @@ class WorkerState:
         # Returned logprobs stay those of the raw logits (as with vLLM's raw_logprobs): the sampler
         # is handed the unedited copy through its ``logprob_logits`` argument.
         self._local.raw_logits = logits.clone() if forward_batch.return_logprob else None
-        self.pm.hook.ttc_process_logits(batch=LogitsBatch(logits=logits, rows=rows))
+        for i, failure in faults.process_logits(self.pm, LogitsBatch(logits=logits, rows=rows)).items():
+            self.fail(self.reqs.get(rids[i]), failure)
 
     def take_raw_logits(self):
         """The unedited logits of the step just processed (once), or ``None``."""
@@ -217,11 +272,14 @@ class WorkerState:
 
     def after_finish_check(self, req: Any) -> None:
         ctx = getattr(req, CTX_ATTR, None)
-        if ctx is None or req.finished() or not req.output_ids or not self.pm.has_impls("ttc_accept_token"):
+        if (ctx is None or req.finished() or not req.output_ids or getattr(req, FAILED_ATTR, None) is not None
+                or not self.pm.has_impls("ttc_accept_token")):
             return
         token = int(req.output_ids[-1])
-        ok = self.pm.hook.ttc_accept_token(ctx=ctx, token_id=token, position=len(req.output_ids) - 1)
-        if ok is False:
+        ok = faults.accept_token(self.pm, ctx, token, len(req.output_ids) - 1)
+        if isinstance(ok, faults.HookFailure):
+            self.fail(req, ok, now=True)
+        elif ok is False:
             if self._finish_rejected is None:
                 self._finish_rejected = _finish_rejected_cls()
             req.finished_reason = self._finish_rejected(token)

@@ -17,6 +17,15 @@ class TTCParamError(TTCError, ValueError):
         super().__init__(f"{field}: {message}")
 
 
+class RewardModelUnavailable(TTCError):
+    """The reward model a search is scored by did not answer (down, unreachable, or it failed).
+    Servers answer the search with an HTTP 503 naming the model; the server itself keeps serving."""
+
+    def __init__(self, model: str, why: str):
+        self.model = model
+        super().__init__(f"reward model {model!r} is unavailable: {why}")
+
+
 class PluginLoadError(TTCError):
     """A plugin named in ``TTC_PLUGINS`` is missing, or an installed plugin failed to load."""
 

@@ -140,6 +140,11 @@ def ttc_process_logits(batch: "LogitsBatch") -> None:
     Called in the worker, inside the engine's sampling path, only when at least one row opted
     in. All implementations run, in plugin order. The default plugin relays each row to the
     decoders its request named in ``ttc.decoding``.
+
+    An exception fails only the rows it came from (the backend finds them by rerunning the rows
+    one at a time, their logits restored first): those requests end with an error (vLLM: finish
+    reason ``error``, HTTP 500; SGLang: an abort with status 500 naming the error), the rest of
+    the batch is untouched and the engine keeps serving (:mod:`ttc_plugins.runtime.faults`).
     """
 
 
@@ -158,7 +163,8 @@ def ttc_accept_token(ctx: "RequestContext", token_id: int, position: int) -> boo
         result.
 
     Called in the worker before the next step's logits are processed, only for opted-in
-    requests and only when some plugin implements it.
+    requests and only when some plugin implements it. An exception fails that request alone, as
+    for ``ttc_process_logits``.
     """
 
 
@@ -248,7 +254,9 @@ def ttc_kv_report(ctx: "RequestContext", stats: "KVStats") -> None:
     :param stats: tokens computed vs reused from cache, blocks held and the peak.
 
     Called in the frontend after each engine request finishes (one call per branch request
-    during a search). All implementations run.
+    during a search). All implementations run. An exception does not cost the request its
+    answer: the request's ``ttc`` summary lists it under ``errors`` (``ttc_request_finished``
+    likewise).
     """
 
 
@@ -306,4 +314,9 @@ def ttc_prepare_controls(plan: "ControlPlan") -> None:
     scheduled request has a control. All implementations run. The default plugin delegates each
     slot to its registered control's ``plan`` method. The backend then updates the residual
     stream in place after each listed layer, token by token, with the request's own control.
+
+    An exception fails the requests of the slots it came from (each slot is then planned alone),
+    and so does a steering write that is not finite or leaves ``controls.steering.MAX_WRITE``, or
+    an updated stream that is not finite: those tokens stay unsteered, nothing non-finite reaches
+    the KV cache, and the other slots apply as planned.
     """

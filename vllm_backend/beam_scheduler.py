@@ -77,6 +77,8 @@ class _Search:
     peak_blocks: int = 0
     prefill_stats: Any = None
     eos_ids: tuple[int, ...] = ()
+    #: KV blocks its lanes could take at most (``width`` full sequences, no sharing counted)
+    worst_blocks: int = 0
 
 
 @contextmanager
@@ -232,8 +234,10 @@ class TTCScheduler(Scheduler):
         request.sampling_params = sp
         request.max_tokens = sp.max_tokens
         beam = TokenBeam(params, max(max_tokens, 1), terminal.__contains__, self._stop_text(sp.stop))
+        block = max(1, int(getattr(self, "block_size", 0) or self.vllm_config.cache_config.block_size))
         search = _Search(root=request, beam=beam, lanes=[request], prompt_len=request.num_prompt_tokens,
-                         eos_ids=eos_ids)
+                         eos_ids=eos_ids,
+                         worst_blocks=params.width * -(-(request.num_prompt_tokens + sp.max_tokens) // block))
         self._held.append(search)
 
     def _stop_text(self, stops: Any) -> Any:
@@ -256,8 +260,16 @@ class TTCScheduler(Scheduler):
         return super().get_num_unfinished_requests() + len(self._held) + len(self._pending_forks)
 
     def schedule(self, *args: Any, **kwargs: Any) -> SchedulerOutput:
-        self.held_branches.before_schedule()
+        # Beam lanes advance in lockstep: a lane that proposed waits, holding its blocks, for its
+        # siblings. A preempted lane would need blocks its parked siblings (and other searches')
+        # hold, and no search could finish: the engine would stall. So lanes must never be
+        # preempted: searches are admitted only while their worst-case KV fits beside the others'
+        # (_admit_held), lanes come first in the running queue (vLLM preempts from its end), and
+        # held step branches give their blocks back before a lane would lack one.
+        self.held_branches.before_schedule(reserve=len(self._lane_search))
         self._admit_held(self.max_num_running_reqs)
+        if self._lane_search:
+            self.running.sort(key=lambda r: r.request_id not in self._lane_search)  # stable
         # parked lanes and the slots a search has not forked into yet are taken: vLLM's own
         # admission of new requests must leave them free
         unused = sum(s.beam.width - len(s.lanes) for s in self._searches.values())
@@ -302,9 +314,13 @@ class TTCScheduler(Scheduler):
             return
         plain = sum(1 for r in self.running if r.request_id not in self._lane_search)
         committed = plain + sum(s.beam.width for s in self._searches.values())
-        while self._held and committed + self._held[0].beam.width <= cap:
+        blocks = sum(s.worst_blocks for s in self._searches.values())
+        pool = self.kv_cache_manager.block_pool.num_gpu_blocks
+        while self._held and committed + self._held[0].beam.width <= cap and (
+                not self._searches or blocks + self._held[0].worst_blocks <= pool):
             search = self._held.pop(0)
             committed += search.beam.width
+            blocks += search.worst_blocks
             self._searches[search.root.request_id] = search
             self._lane_search[search.root.request_id] = search
             search.started = time.monotonic()
@@ -330,7 +346,7 @@ class TTCScheduler(Scheduler):
                         search.root.status = RequestStatus.RUNNING
         if ids is None:
             self.held_branches.release(list(self.held_branches.held))
-        elif self.held_branches.held:
+        elif self.held_branches.held or self.held_branches.hold_keys:
             ids = set(ids)
             ids -= self.held_branches.release(ids)  # keys of held step requests, not request ids
         for rid in list(self._pending_forks) if ids is None else set(ids) & set(self._pending_forks):

@@ -133,14 +133,22 @@ class HeldBranches:
         return True
 
     def release(self, keys: Any) -> set[str]:
-        """Free the held requests among ``keys``; returns the keys that were held."""
+        """Free the held requests among ``keys``; returns the keys that were held. A key whose
+        request is still running is released too: it will not be held when it ends. (A search
+        cancelled mid-round, its client gone, aborts its running step requests and releases
+        their keys at once; the two aborts may reach the scheduler in either order.)"""
+        keys = set(keys)
         done = {k for k in keys if k in self.held}
         for k in done:
             self._release(k, "released")
+        if self.hold_keys and keys - done:
+            self.hold_keys = {rid: k for rid, k in self.hold_keys.items() if k not in keys}
         return done
 
-    def before_schedule(self) -> None:
-        """Drop held requests past their lifetime, and the oldest while the pool is nearly empty."""
+    def before_schedule(self, reserve: int = 0) -> None:
+        """Drop held requests past their lifetime, and the oldest while the pool is nearly empty
+        (under a tenth of it free, or fewer free blocks than ``reserve``: one per running beam
+        lane, which must never wait for a block)."""
         if not self.held:
             return
         now = time.monotonic()
@@ -148,7 +156,7 @@ class HeldBranches:
             self._release(key, "expired")
         mgr = self.scheduler.kv_cache_manager
         total = mgr.block_pool.num_gpu_blocks
-        while self.held and kv_fork.free_blocks(mgr) < LOW_FREE_SHARE * total:
+        while self.held and kv_fork.free_blocks(mgr) < max(LOW_FREE_SHARE * total, reserve):
             self._release(next(iter(self.held)), "expired")
 
     def _release(self, key: str, why: str) -> None:

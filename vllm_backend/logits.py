@@ -11,6 +11,11 @@ acceptance: before each step, the tokens an opted-in request sampled since the l
 (a logits processor cannot finish a request itself; a request with ``ignore_eos`` keeps going). When the
 ``ttc`` general plugin was filtered out (``VLLM_PLUGINS``), the processor stays inert: vLLM loads
 logits processors regardless of that allow-list.
+
+A hook that raises here, or a control that failed in the forward pass, fails only its own rows
+(:mod:`ttc_plugins.runtime.faults`): they sample EOS from then on, and the failure is recorded for
+the engine core's scheduler, which ends the request with finish reason ``error``
+(``patches/scheduler_errors.py``); the rest of the batch is untouched and the engine keeps serving.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import torch
 from vllm.sampling_params import SamplingParams
 from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor, process_dict_updates
 
+from ttc_plugins.runtime import faults
 from ttc_plugins.runtime.requests import context_from_wire
 from ttc_plugins.runtime.wire import REQUEST_ID_KEY, TTC_KEY
 from ttc_plugins.types import LogitsBatch, LogitsRow
@@ -75,33 +81,47 @@ class TTCLogitsProcessor(LogitsProcessor):
             self.state.rows_changed()
 
     def apply(self, logits: torch.Tensor) -> torch.Tensor:
-        if self.primary and self.state.rows and self._pm is not None and self._pm.has_impls("ttc_accept_token"):
-            self._judge_tokens(logits)
-        # every opted-in row sees ttc_process_logits (the hook's contract); a duplicate processor
-        # (not primary) never calls the hooks
+        # a duplicate processor (not primary) never calls the hooks
         opted = self.state.rows if self.primary else None
-        if not opted or not self._pm.has_impls("ttc_process_logits"):
+        if not opted or self._pm is None:
             return logits
+        if self._pm.has_impls("ttc_accept_token"):
+            self._judge_tokens(logits)
         num_rows = logits.shape[0]
-        rows = [
-            LogitsRow(index=i, ctx=r.ctx, output_token_ids=r.output_token_ids)
-            for i, r in sorted(opted.items())
-            if i < num_rows
-        ]
-        if rows:
-            self._pm.hook.ttc_process_logits(batch=LogitsBatch(logits=logits, rows=rows))
+        if self._pm.has_impls("ttc_process_logits"):
+            # every opted-in row sees ttc_process_logits (the hook's contract), failed ones excepted
+            rows = [
+                LogitsRow(index=i, ctx=r.ctx, output_token_ids=r.output_token_ids)
+                for i, r in sorted(opted.items())
+                if i < num_rows and r.failed is None
+            ]
+            if rows:
+                for i, failure in faults.process_logits(self._pm, LogitsBatch(logits=logits, rows=rows)).items():
+                    opted[i].failed = failure
+        for i, row in opted.items():
+            if i < num_rows and (row.rejected or row.failed is not None):
+                self._end_row(logits, i, row)
         return logits
 
+    def _end_row(self, logits: torch.Tensor, i: int, row: "worker.RowState") -> None:
+        """A rejected or failed row samples only EOS; a failure goes to the scheduler once."""
+        if row.failed is not None and not row.failure_recorded:
+            worker.record_failure(row.ctx.request_id, row.failed)
+            row.failure_recorded = True
+        if self.eos_token_id is not None:
+            logits[i].fill_(float("-inf"))
+            logits[i, self.eos_token_id] = 0.0
+
     def _judge_tokens(self, logits: torch.Tensor) -> None:
-        """Relay ``ttc_accept_token`` for new tokens of opted-in rows; a rejected row gets EOS only."""
+        """Relay ``ttc_accept_token`` for new tokens of opted-in rows."""
         for i, row in self.state.rows.items():
             if i >= logits.shape[0]:
                 continue
             out = row.output_token_ids
-            while not row.rejected and row.judged < len(out):
-                verdict = self._pm.hook.ttc_accept_token(ctx=row.ctx, token_id=int(out[row.judged]), position=row.judged)
-                row.rejected = verdict is False
+            while not row.rejected and row.failed is None and row.judged < len(out):
+                verdict = faults.accept_token(self._pm, row.ctx, int(out[row.judged]), row.judged)
+                if isinstance(verdict, faults.HookFailure):
+                    row.failed = verdict
+                else:
+                    row.rejected = not verdict
                 row.judged += 1
-            if row.rejected and self.eos_token_id is not None:
-                logits[i].fill_(float("-inf"))
-                logits[i, self.eos_token_id] = 0.0

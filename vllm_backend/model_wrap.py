@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from ttc_plugins.runtime.control_tables import apply_adapter, apply_steering
+from ttc_plugins.runtime.faults import NONFINITE_STREAM
 
 from . import worker
 from .config import parse_engine_config
@@ -54,13 +55,17 @@ def residual_control_op(hidden_states: torch.Tensor, residual: torch.Tensor, lay
     steer = plan.steer.get(layer)
     if steer is not None:
         stream = _stream(hidden_states, residual, steer.token_idx)
-        apply_steering(stream, steer)
+        bad = apply_steering(stream, steer)  # non-finite rows come back unsteered: fail their requests
         _write_stream(hidden_states, residual, steer.token_idx, stream)
+        if bool(bad.any()):
+            state.fail_tokens(steer.token_idx[bad], NONFINITE_STREAM)
     adapt = plan.adapters.get(layer)
     if adapt is not None:  # a request has one control: these tokens are not the steered ones
         stream = _stream(hidden_states, residual, adapt.token_idx)
-        apply_adapter(stream, adapt, state.adapters[layer])
+        bad = apply_adapter(stream, adapt, state.adapters[layer])
         _write_stream(hidden_states, residual, adapt.token_idx, stream)
+        if bool(bad.any()):
+            state.fail_tokens(adapt.token_idx[bad], NONFINITE_STREAM)
 
 
 def _stream(hidden_states: torch.Tensor, residual: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:

@@ -162,7 +162,17 @@ class VLLMEngineOps(EngineOpsBase):
             ))
         prompts = [ids for _, _, ids in todo]
         owners = [ri for ri, _, _ in todo]
-        outputs = await self._abatch(prompts, params)
+        try:
+            outputs = await self._abatch(prompts, params)
+        except BaseException:
+            # the batch failed or its search was cancelled (its client left): the engine aborts
+            # these requests, and an aborted step request is held under its key; release the
+            # keys now so nothing stays held until the expiry (the scheduler drops a key released
+            # before its request ends: held_branches.HeldBranches.release)
+            self.held_keys.update(keys)
+            for key in keys:
+                self._release_key(key)
+            raise
         steps = [self._to_step(requests[ri], o) for ri, o in zip(owners, outputs)]
         for j, step in enumerate(steps):
             if not self.fork:

@@ -152,11 +152,8 @@ async def _run_search(serving: Any, request: Any, raw_request: Any, params: TTCP
         return _bad(exc.field, exc.message)
     except Exception as exc:
         log.exception("ttc: search request %s failed", request_id)
-        from http import HTTPStatus
-
-        return serving.create_error_response(f"search failed: {type(exc).__name__}: {exc}",
-                                             err_type="InternalServerError",
-                                             status_code=HTTPStatus.INTERNAL_SERVER_ERROR)
+        status, err_type, message = served.search_failure(exc)
+        return serving.create_error_response(message, err_type=err_type, status_code=status)
     report = served.report_of(result, ops, ops.block_size, params)
     generated = result.counters.tokens_generated
     usage = UsageInfo(prompt_tokens=prompt_tokens, completion_tokens=generated, total_tokens=prompt_tokens + generated)

@@ -13,6 +13,8 @@ therefore never see each other's requests.
 
 from __future__ import annotations
 
+import bisect
+import copy
 import threading
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -20,6 +22,7 @@ from typing import Any, Sequence
 import torch
 
 from ttc_plugins.runtime.control_tables import ControlTables, ForwardControls, token_slots
+from ttc_plugins.runtime.faults import HookFailure
 from ttc_plugins.types import RequestContext
 
 
@@ -32,6 +35,10 @@ class RowState:
     #: output tokens already put to ``ttc_accept_token``; set once one was rejected
     judged: int = 0
     rejected: bool = False
+    #: a worker-side hook failed for this request (:mod:`ttc_plugins.runtime.faults`): it samples
+    #: only EOS from now on and the engine core ends it with finish reason ``error``
+    failed: HookFailure | None = None
+    failure_recorded: bool = False
 
 
 class ControlState:
@@ -45,6 +52,7 @@ class ControlState:
         self._tables: ControlTables | None = None
         self._fc: Any = None
         self._plan: ForwardControls | None = None
+        self._bounds: list[int] = []
         #: layer -> TTC adapter module hosted at that layer (loaded by model_wrap.install_controls)
         self.adapters: dict[int, torch.nn.Module] = {}
 
@@ -84,7 +92,7 @@ class ControlState:
         """The per-layer controls of the forward pass ``fc`` (built once, on its first layer)."""
         if fc is self._fc:
             return self._plan
-        self._fc, self._plan = fc, None
+        self._fc, self._plan, self._bounds = fc, None, []
         metadata = fc.attn_metadata
         if not metadata or not isinstance(metadata, dict):  # profiling/dummy runs; DBO micro-batches
             return None
@@ -95,10 +103,22 @@ class ControlState:
         # rows of the persistent batch own consecutive tokens: query_start_loc[i]..[i + 1]
         bounds = qsl.tolist() if isinstance(qsl, torch.Tensor) else list(qsl)
         num_reqs = len(bounds) - 1
-        control_of = {i: row.ctx.control for i, row in self.rows.items() if i < num_reqs}
+        control_of = {i: row.ctx.control for i, row in self.rows.items() if i < num_reqs and row.failed is None}
         specs, slots = token_slots(range(num_reqs), [bounds[i + 1] - bounds[i] for i in range(num_reqs)], control_of)
         self._plan = self.tables.forward(specs, slots, device)
+        self._bounds = bounds
+        if self._plan is not None and self._plan.failed:
+            for i, spec in control_of.items():
+                if spec in self._plan.failed:
+                    self.rows[i].failed = self._plan.failed[spec]
         return self._plan
+
+    def fail_tokens(self, token_idx: torch.Tensor, failure: HookFailure) -> None:
+        """Fail the requests owning these tokens of the running forward pass (flattened rows)."""
+        for t in set(token_idx.tolist()):
+            row = self.rows.get(bisect.bisect_right(self._bounds, t) - 1)
+            if row is not None and row.failed is None:
+                row.failed = failure
 
 
 _states: dict[int, tuple[dict, ControlState]] = {}
@@ -130,3 +150,49 @@ def current_state() -> tuple[Any, ControlState] | tuple[None, None]:
     if entry is None or entry[0] is not fc.no_compile_layers:
         return fc, None
     return fc, entry[1]
+
+
+# Requests failed in this worker (by the frontend's request id, ``REQUEST_ID_KEY``) since its last
+# output. ``patches/worker_failures.py`` attaches them to the step's ``ModelRunnerOutput``, which
+# vLLM's executor hands to the engine core's scheduler (pickled across processes by the
+# multiprocess executor, as is); ``patches/scheduler_errors.py`` ends those requests there.
+FAILURES_ATTR = "ttc_failures"
+_failures: dict[str, HookFailure] = {}
+_failures_lock = threading.Lock()
+
+
+def record_failure(request_id: str, failure: HookFailure) -> None:
+    with _failures_lock:
+        _failures[request_id] = failure
+
+
+def take_failures() -> dict[str, HookFailure]:
+    if not _failures:  # every engine step asks: no lock on the common path
+        return {}
+    with _failures_lock:
+        taken = dict(_failures)
+        _failures.clear()
+        return taken
+
+
+def attach_failures(output: Any) -> Any:
+    """The worker's step output, carrying the failures recorded since the last one (a copy:
+    vLLM reuses some outputs, e.g. its empty one); an async output carries them once resolved."""
+    failures = take_failures()
+    if not failures:
+        return output
+    if output is None:  # nothing goes to the scheduler this step: keep them for the next output
+        with _failures_lock:
+            _failures.update({k: v for k, v in failures.items() if k not in _failures})
+        return None
+    if not hasattr(output, "sampled_token_ids") and callable(getattr(output, "get_output", None)):
+        resolve = output.get_output
+        output.get_output = lambda: _with_failures(resolve(), failures)
+        return output
+    return _with_failures(output, failures)
+
+
+def _with_failures(output: Any, failures: dict[str, HookFailure]) -> Any:
+    carried = copy.copy(output)
+    setattr(carried, FAILURES_ATTR, {**(getattr(output, FAILURES_ATTR, None) or {}), **failures})
+    return carried

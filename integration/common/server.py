@@ -99,3 +99,18 @@ def stop_server(proc: subprocess.Popen, *, timeout: float = 30, group: bool = Fa
 
 def _tail(log_path: Path) -> str:
     return Path(log_path).read_text(errors="replace")[-LOG_TAIL_CHARS:]
+
+
+def tree_rss(pid: int) -> dict[str, int]:
+    """Resident memory (bytes) of process ``pid`` and each of its descendants (a server's API
+    process, engine core and workers), by ``"<name> <pid>"``."""
+    import psutil
+
+    root = psutil.Process(pid)
+    rss = {}
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            rss[f"{proc.name()} {proc.pid}"] = proc.memory_info().rss
+        except psutil.NoSuchProcess:
+            continue
+    return rss

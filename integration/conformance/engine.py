@@ -23,6 +23,11 @@ plugs in by providing the same fixtures; the suite's tests never name an engine.
   name, ``ttc`` section -> the request's ``extra_body``).
 - ``engine_serve(prompt_ids, ttc, max_tokens) -> (token_ids, logprobs)``: one greedy request on
   that server.
+- ``engine_search_openai``: like ``engine_openai``, on a server of the engine that runs searches
+  (``ttc.search``); the same server where the engine needs no other setting for them.
+
+Every engine environment also has the test-only plugin ``integration/common/fixture_plugin``
+installed (nox's ``install_test_plugin``): its faulty components are what ``test_faults.py`` injects.
 """
 
 from __future__ import annotations

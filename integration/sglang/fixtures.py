@@ -315,6 +315,48 @@ def engine_openai(server):
 
 
 @pytest.fixture(scope="session")
+def engine_search_openai(engine_openai):
+    """SGLang's server runs searches as it is (no flag to change)."""
+    return engine_openai
+
+
+@pytest.fixture(scope="session")
+def engine_search_kv_in_use(server):
+    """The server's KV token slots in use (fraction of the pool, SGLang's ``/v1/loads``; the
+    radix cache's evictable tokens count as free)."""
+    import requests
+
+    def in_use() -> float:
+        loads = requests.get(f"{server}/v1/loads", timeout=10).json()
+        return engine_helpers.kv_token_usage(loads)
+
+    return in_use
+
+
+@pytest.fixture(scope="session")
+def engine_search_server_rss(server):
+    """Resident memory of the server's processes (HTTP/tokenizer, scheduler, detokenizer)."""
+    from integration.common.server import tree_rss
+
+    return lambda: tree_rss(_CHILDREN["server"].proc.pid)
+
+
+@pytest.fixture(scope="module")
+def engine_small_kv_openai():
+    """Like ``engine_search_openai``, on a server whose KV pool holds 1,024 tokens and whose
+    context is 256 tokens: beams and searches must share it."""
+    import openai
+
+    _launch_server("small-kv", free_port(), engine_helpers.engine_kwargs(_tiny(), max_total_tokens=1024,
+                                                                         context_length=256))
+    url = _ready("small-kv", lambda: None)
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=300)
+    yield client, client.models.list().data[0].id, lambda ttc: {"custom_params": {"ttc": ttc}}
+    client.close()
+    _CHILDREN.pop("small-kv").stop()
+
+
+@pytest.fixture(scope="session")
 def engine_serve(server):
     """One greedy request on the engine's server (native ``/generate``): (token_ids, logprobs)."""
     import requests

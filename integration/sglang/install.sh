@@ -15,7 +15,8 @@
 #    loudly and records its name. It is installed by a .pth file pointing at the stand-in folder,
 #    so it is importable in every process of the engine (main, scheduler, detokenizer) without
 #    PYTHONPATH, and the suite can check the record. It is test-only: never ship it.
-# 3. A test-only ttc plugin (integration/sglang/fixture_plugin) for the ttc_accept_token test.
+# (The test-only third-party ttc plugin, integration/common/fixture_plugin, is installed by nox for
+# every engine.)
 set -euo pipefail
 
 REQ="${1:-sglang==0.5.23}"
@@ -24,13 +25,6 @@ PY="${PYTHON:-python}"
 
 echo "[install.sh] python: $(command -v "$PY") ($("$PY" -V 2>&1))"
 "$PY" -m pip install -q --no-deps "$REQ"
-
-# A test-only ttc plugin (entry point group ttc_plugins) that exercises ttc_accept_token end to end.
-# (built from a temporary copy, so no build/ or .egg-info lands in the checkout)
-FIXTURE_TMP="$(mktemp -d)"
-cp "$HERE/fixture_plugin/pyproject.toml" "$HERE/fixture_plugin/ttc_sglang_test_plugin.py" "$FIXTURE_TMP/"
-"$PY" -m pip install -q --no-deps --no-build-isolation "$FIXTURE_TMP"
-rm -rf "$FIXTURE_TMP"
 
 # The real sgl_kernel / sglang-kernel wheels are CUDA-only; make sure none shadows the stand-in.
 "$PY" -m pip uninstall -y -q sgl-kernel sglang-kernel >/dev/null 2>&1 || true

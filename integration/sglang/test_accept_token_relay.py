@@ -1,5 +1,6 @@
 """``ttc_accept_token`` relay of the worker (no engine: SGLang's finish-reason type is real, the
-request is a minimal object with the attributes ``Req.update_finish_state`` leaves behind)."""
+request is a minimal object with the attributes ``Req.update_finish_state`` leaves behind). End to
+end on every engine: ``integration/conformance/test_faults.py``."""
 
 from __future__ import annotations
 
@@ -64,23 +65,3 @@ def test_requests_without_context_are_never_asked(monkeypatch):
     req = _Req([1], None)
     state.after_finish_check(req)
     assert plugin.calls == [] and req.finished_reason is None
-
-
-def test_rejection_by_an_installed_plugin_ends_the_request_in_the_engine(engine):
-    """End to end: the test-only plugin (fixture_plugin, loaded through the ``ttc_plugins`` entry
-    point in the scheduler) rejects the token at output position 2."""
-    from importlib.metadata import entry_points
-
-    import ttc_sglang_engine as helpers
-
-    from integration.common import scenarios
-
-    if "ttc_sglang_test_plugin" not in {ep.name for ep in entry_points(group="ttc_plugins")}:
-        pytest.fail("the test-only plugin is not installed: run integration/sglang/install.sh")
-    ttc = {"decoding": [{"name": "reject_at", "position": 2}]}
-    rejected, plain = helpers.generate_raw(engine, [scenarios.PROMPTS[6]] * 2, [ttc, None], 6)
-    assert rejected["meta_info"]["finish_reason"]["type"] == "rejected"
-    assert len(rejected["output_ids"]) == 3  # the rejected token stays in the output
-    assert rejected["output_ids"] == plain["output_ids"][:3]
-    assert plain["meta_info"]["finish_reason"]["type"] == "length" and len(plain["output_ids"]) == 6
-    assert rejected["meta_info"]["finish_reason"]["matched"] == rejected["output_ids"][-1]

@@ -107,3 +107,22 @@ def prm_main(argv: list[str]) -> int:
 if __name__ == "__main__":
     args = sys.argv[1:]
     sys.exit(prm_main(args[1:]) if args[:1] == ["prm"] else main(args))
+
+
+def kv_token_usage(loads: dict) -> float:
+    """The KV pool's fraction in use in SGLang's ``/v1/loads`` answer (the largest over DP ranks;
+    ``token_usage`` sits in each rank's entry or one of its sections)."""
+    def find(d: Any) -> float | None:
+        if isinstance(d, dict):
+            if "token_usage" in d:
+                return float(d["token_usage"])
+            for v in d.values():
+                got = find(v)
+                if got is not None:
+                    return got
+        return None
+
+    usages = [find(rank) for rank in loads["loads"]]
+    if not usages or any(u is None for u in usages):
+        raise KeyError(f"no token_usage in /v1/loads: {loads}")
+    return max(usages)

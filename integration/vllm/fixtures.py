@@ -45,6 +45,9 @@ from integration.common.server import free_port, start_openai_server, stop_serve
 from integration.common.tiny import tiny_model_dir  # noqa: E402
 
 CHILD_TIMEOUT = 420
+#: the tiny model's KV per token: 4 layers x (K, V) x 2 KV heads x 32 dims x 4 bytes
+KV_BYTES_PER_TOKEN = 4 * 2 * 2 * 32 * 4
+SMALL_KV_TOKENS = 1024
 
 
 @pytest.fixture(scope="session")
@@ -164,6 +167,30 @@ def server(tiny_model, tmp_path_factory):
                              json.dumps({"ttc": {}}), "--scheduler-cls", engine.BEAM_SCHEDULER)
 
 
+@pytest.fixture(scope="session")
+def prm_dir() -> str:
+    """The tiny PRM with real (random, seeded) weights, so HF transformers is its reference."""
+    from ttc_plugins.testing import build_tiny_qwen2_prm
+
+    return str(build_tiny_qwen2_prm(weights=True))
+
+
+@pytest.fixture(scope="session")
+def search_server(tiny_model, named_vector, ttc_adapter, prm_dir, tmp_path_factory):
+    """The OpenAI server, module form, chunked prefill off (seeded search), plugin on, with the
+    same engine settings and ``additional_config.ttc`` as ``eager_llm``, plus the tiny PRM as the
+    reward model ``prm`` (a second engine the server starts on the first search scored by it)."""
+    ttc = {"vectors": {"honest": named_vector[0]}, "ttc_layers": {str(ttc_adapter[0]): ttc_adapter[1]},
+           "reward_models": {"prm": {"model": prm_dir, "dtype": "float32", "max_model_len": 1024,
+                                     "kv_cache_memory_bytes": 64 * 2**20}}}
+    for server in openai_server(tiny_model, tmp_path_factory.mktemp("search_server"), "--seed", "0",
+                                "--max-num-seqs", "32", "--no-enable-chunked-prefill", "--max-num-batched-tokens",
+                                "1024", "--additional-config", json.dumps({"ttc": ttc}),
+                                # in-server searches fork in place between rounds
+                                "--scheduler-cls", engine.BEAM_SCHEDULER):
+        yield {**server, "model": tiny_model}
+
+
 # -- the conformance suite's engine (integration/conformance/engine.py) --------------------------
 @pytest.fixture(scope="session")
 def engine_generate(eager_llm):
@@ -229,6 +256,55 @@ def engine_openai(server, tiny_model):
 
     client = openai.OpenAI(base_url=server["base_url"] + "/v1", api_key="none", max_retries=0, timeout=120)
     return client, tiny_model, lambda ttc: {"vllm_xargs": {"ttc": json.dumps(ttc)}}
+
+
+@pytest.fixture(scope="session")
+def engine_search_openai(search_server, tiny_model):
+    """Like ``engine_openai``, on the server that runs searches (chunked prefill off)."""
+    import openai
+
+    client = openai.OpenAI(base_url=search_server["base_url"] + "/v1", api_key="none", max_retries=0, timeout=180)
+    return client, tiny_model, lambda ttc: {"vllm_xargs": {"ttc": json.dumps(ttc)}}
+
+
+@pytest.fixture(scope="session")
+def engine_search_kv_in_use(search_server, engine_search_openai):
+    """The search server's KV blocks in use (fraction, vLLM's ``kv_cache_usage_perc`` gauge;
+    cached blocks of finished requests count as free), read after a fresh engine step."""
+    import requests
+
+    client, model, _ = engine_search_openai
+
+    def in_use() -> float:
+        client.completions.create(model=model, prompt="ok", max_tokens=1)  # the gauge comes with a step
+        text = requests.get(search_server["base_url"] + "/metrics", timeout=10).text
+        return max(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("vllm:kv_cache_usage_perc"))
+
+    return in_use
+
+
+@pytest.fixture(scope="session")
+def engine_search_server_rss(search_server):
+    """Resident memory of the search server's processes (API server, engine core, worker)."""
+    from integration.common.server import tree_rss
+
+    return lambda: tree_rss(search_server["proc"].pid)
+
+
+@pytest.fixture(scope="module")
+def engine_small_kv_openai(tiny_model, tmp_path_factory):
+    """Like ``engine_search_openai``, on a server whose KV pool holds 1,024 tokens (64 blocks) and
+    whose context is 256 tokens: held step branches and beams must share it."""
+    import openai
+
+    for server in openai_server(tiny_model, tmp_path_factory.mktemp("small_kv"), "--max-model-len", "256",
+                                "--kv-cache-memory-bytes", str(SMALL_KV_TOKENS * KV_BYTES_PER_TOKEN), "--seed", "0",
+                                "--max-num-seqs", "32", "--no-enable-chunked-prefill", "--max-num-batched-tokens", "256",
+                                "--additional-config", json.dumps({"ttc": {}}), "--scheduler-cls", engine.BEAM_SCHEDULER):
+        client = openai.OpenAI(base_url=server["base_url"] + "/v1", api_key="none", max_retries=0, timeout=300)
+        yield client, tiny_model, lambda ttc: {"vllm_xargs": {"ttc": json.dumps(ttc)}}
+        client.close()
 
 
 @pytest.fixture(scope="session")

@@ -502,3 +502,93 @@ def test_seam_compat_symbols():
 
     error = compat.create_error_response()(VLLMValidationError("ttc.x: bad", parameter="ttc.x"))
     assert error.error.code == HTTPStatus.BAD_REQUEST and error.error.param == "ttc.x", error
+
+
+def test_seam_scheduler_errors(vllm_config):
+    """Patches 4 and 5 (scheduler_errors.py, worker_failures.py), on vLLM's own scheduler: a
+    failure recorded by the worker for one request rides on the step's output (through the
+    executor's pickling) and ends that request with finish reason ``error`` in the next update
+    (whether or not the forced EOS already stopped it); the other request of the batch runs on."""
+    import pickle
+
+    from vllm.v1.core.sched.scheduler import Scheduler
+    from vllm.v1.engine import FinishReason
+    from vllm.v1.outputs import EMPTY_MODEL_RUNNER_OUTPUT, ModelRunnerOutput
+    from vllm.v1.worker.gpu_worker import Worker
+
+    from ttc_plugins.runtime.faults import HookFailure
+    from ttc_plugins.runtime.wire import REQUEST_ID_KEY
+    from ttc_plugins.vllm_backend import worker
+    from ttc_plugins.vllm_backend.patches import scheduler_errors, worker_failures
+
+    scheduler_errors.apply()
+    worker_failures.apply()
+    assert inspect.unwrap(Scheduler.update_from_output) is not Scheduler.update_from_output, "patch 4 not applied"
+    assert inspect.unwrap(Worker.sample_tokens) is not Worker.sample_tokens, "patch 5 not applied"
+    assert _params(inspect.unwrap(Worker.sample_tokens))[:2] == ["self", "grammar_output"]
+    assert worker.attach_failures(EMPTY_MODEL_RUNNER_OUTPUT) is EMPTY_MODEL_RUNNER_OUTPUT  # nothing recorded
+    assert isinstance(_scheduler(vllm_config).grammar_compile_error_reqs, set)
+    for eos_stopped in (False, True):
+        scheduler = _scheduler(vllm_config)
+        ids = ["ok", "bad"]
+        for rid in ids:
+            scheduler.add_request(_request(rid, 4, {"ttc": {}, REQUEST_ID_KEY: f"front-{rid}"}))
+        out = scheduler.schedule()
+        eos = 0
+        if eos_stopped:
+            scheduler.requests["bad"].sampling_params.stop_token_ids = [eos]  # what the forced EOS does
+            scheduler.requests["bad"].stop_token_ids = {eos}
+        runner = ModelRunnerOutput(**_kwargs_for(
+            ModelRunnerOutput.__init__, req_ids=ids, req_id_to_index={r: i for i, r in enumerate(ids)},
+            sampled_token_ids=[[7], [eos]], logprobs=None, prompt_logprobs_dict={}, pooler_output=[]))
+        worker.record_failure("front-bad", HookFailure("ttc_process_logits", "boom"))
+        carried = pickle.loads(pickle.dumps(worker.attach_failures(runner)))  # the executor's queue pickles it
+        assert not hasattr(runner, worker.FAILURES_ATTR), "the worker's own output object is not changed"
+        outputs = scheduler.update_from_output(out, carried)
+        finished = {o.request_id: o.finish_reason for eo in outputs.values() for o in eo.outputs
+                    if o.finish_reason is not None}
+        assert finished == {"bad": FinishReason.ERROR}, (eos_stopped, finished)
+        (bad,) = [o for eo in outputs.values() for o in eo.outputs if o.request_id == "bad" and o.finish_reason]
+        assert bad.stop_reason == "ttc-plugins: ttc_process_logits failed for this request: boom"
+        assert "ok" in scheduler.requests and "bad" not in scheduler.requests
+        assert worker.take_failures() == {}
+
+
+def test_a_key_released_before_its_request_ends_is_never_held(vllm_config):
+    """Regression: a search cancelled mid-round (its client left) aborts its running step request
+    and releases the step's hold key at once; when the key's abort reached the scheduler first,
+    the request was then held under it until the 60 s expiry (one block held per branch)."""
+    from vllm.v1.request import RequestStatus
+
+    from ttc_plugins.runtime.wire import BRANCH_KEY
+    from ttc_plugins.vllm_backend.beam_scheduler import TTCScheduler
+
+    for key_first in (True, False):
+        scheduler = _scheduler(vllm_config, num_blocks=32, cls=TTCScheduler)
+        free_before = scheduler.kv_cache_manager.block_pool.get_num_free_blocks()
+        scheduler.add_request(_request("step", 20, {BRANCH_KEY: {"hold": "search-1/b0"}}))
+        scheduler.schedule()
+        order = [["search-1/b0"], ["step"]] if key_first else [["step"], ["search-1/b0"]]
+        for ids in order:
+            scheduler.finish_requests(ids, RequestStatus.FINISHED_ABORTED)
+        assert not scheduler.held_branches.held and not scheduler.held_branches.hold_keys, key_first
+        assert scheduler.kv_cache_manager.block_pool.get_num_free_blocks() == free_before, key_first
+
+
+def test_beams_are_admitted_while_their_worst_case_kv_fits(vllm_config):
+    """Regression: four width-4 beams on a pool that holds two stalled the engine (lanes of a
+    lockstep search preempted while their siblings held the blocks). A search waits in its queue
+    until its lanes' worst case fits beside the admitted searches' (behaviour under pressure:
+    ``integration/conformance/test_kv_pressure.py``)."""
+    from ttc_plugins.vllm_backend.beam_scheduler import TTCScheduler
+
+    block = vllm_config.cache_config.block_size
+    scheduler = _scheduler(vllm_config, num_blocks=4 * 3, cls=TTCScheduler)  # one search's worst case
+    for rid in ("plain-a",):
+        scheduler.add_request(_request(rid, 4))
+    for rid in ("beam-1", "beam-2"):
+        req = _request(rid, 4, {"ttc": {"beam": {"width": 4}}})
+        req.sampling_params.max_tokens = 3 * block - 6
+        scheduler.add_request(req)
+    scheduler.schedule()
+    assert set(scheduler._searches) == {"beam-1"} and [s.root.request_id for s in scheduler._held] == ["beam-2"]

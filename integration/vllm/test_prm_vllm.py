@@ -17,7 +17,6 @@ pytest.importorskip("vllm")
 
 from ttc_plugins.scoring.prm import prm_text  # noqa: E402
 from ttc_plugins.search import SearchPrompt, run_search  # noqa: E402
-from ttc_plugins.testing import build_tiny_qwen2_prm  # noqa: E402
 from ttc_plugins.testing.memory_prm import MemoryRewardModel  # noqa: E402
 from ttc_plugins.vllm_backend.reward_model import VLLMRewardModel, prm_engine_kwargs  # noqa: E402
 from ttc_plugins.vllm_backend.search_ops import VLLMEngineOps  # noqa: E402
@@ -25,11 +24,6 @@ from ttc_plugins.vllm_backend.search_ops import VLLMEngineOps  # noqa: E402
 PROMPT = "Problem: 3 + 4 = ?\nSolution:\n"
 SEARCH = {"strategy": "beam", "width": 2, "expand": 2, "max_steps": 3, "max_step_tokens": 6, "step_delimiter": "\n",
           "temperature": 1.0, "seed": 7, "scorer": "prm", "aggregation": "min"}
-
-
-@pytest.fixture(scope="module")
-def prm_dir() -> str:
-    return str(build_tiny_qwen2_prm(weights=True))
 
 
 @pytest.fixture(scope="module")

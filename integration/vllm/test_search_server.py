@@ -28,7 +28,6 @@ import ttc_vllm_engine as engine  # noqa: E402
 from integration.common.concurrent import run_at_once  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-START_TIMEOUT = 420
 
 PROMPT = "Problem: 3 + 4 = ?\nSolution:\n" + (
     "def search(tree, key):\n    node = tree.root\n    while node is not None:\n"
@@ -37,32 +36,6 @@ PROMPT = "Problem: 3 + 4 = ?\nSolution:\n" + (
 SEARCH = {"strategy": "beam", "width": 2, "expand": 2, "max_steps": 3, "max_step_tokens": 6,
           "max_total_tokens": 18, "step_delimiter": "\n", "seed": 7}
 ETS = {**{k: v for k, v in SEARCH.items() if k != "expand"}, "strategy": "ets"}
-
-
-@pytest.fixture(scope="module")
-def prm_dir() -> str:
-    """The tiny PRM with real (random, seeded) weights, so HF transformers is its reference."""
-    from ttc_plugins.testing import build_tiny_qwen2_prm
-
-    return str(build_tiny_qwen2_prm(weights=True))
-
-
-@pytest.fixture(scope="module")
-def search_server(tiny_model, named_vector, ttc_adapter, prm_dir, tmp_path_factory):
-    """The OpenAI server, module form, chunked prefill off (seeded search), plugin on, with the
-    same engine settings and ``additional_config.ttc`` as ``eager_llm``, plus the tiny PRM as the
-    reward model ``prm`` (a second engine the server starts on the first search scored by it)."""
-    from integration.vllm.fixtures import openai_server
-
-    ttc = {"vectors": {"honest": named_vector[0]}, "ttc_layers": {str(ttc_adapter[0]): ttc_adapter[1]},
-           "reward_models": {"prm": {"model": prm_dir, "dtype": "float32", "max_model_len": 1024,
-                                     "kv_cache_memory_bytes": 64 * 2**20}}}
-    for server in openai_server(tiny_model, tmp_path_factory.mktemp("search_server"), "--seed", "0",
-                                "--max-num-seqs", "32", "--no-enable-chunked-prefill", "--max-num-batched-tokens",
-                                "1024", "--additional-config", json.dumps({"ttc": ttc}),
-                                # in-server searches fork in place between rounds
-                                "--scheduler-cls", engine.BEAM_SCHEDULER, timeout=START_TIMEOUT):
-        yield {**server, "model": tiny_model}
 
 
 @pytest.fixture(scope="module")
@@ -278,40 +251,13 @@ def test_concurrent_chat_and_completion_searches_from_several_clients(search_ser
     assert out[2][1]["strategy"] == "best_of_n" and out[2][0].choices[0].text == out[2][1]["text"]
 
 
-def test_a_client_that_disconnects_mid_search_leaves_the_server_serving(client, search_server):
-    """The client gives up (closes its connection) while its search runs; the server keeps serving
-    and the search's branches and held blocks are released (checked by the next test's KV gauge).
-    The search itself runs to its end first: it is not cancelled on disconnect yet."""
-    import http.client
-    from urllib.parse import urlparse
-
-    body = {"model": search_server["model"], "prompt": PROMPT,
-            "vllm_xargs": {"ttc": json.dumps({"search": {**SEARCH, "width": 4, "max_steps": 3}})}}
-    url = urlparse(search_server["base_url"])
-    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
-    conn.request("POST", "/v1/completions", body=json.dumps(body), headers={"Content-Type": "application/json"})
-    conn.close()  # gone before the answer: the server finds nobody to answer
-    resp, rep = _search(client, search_server["model"], {**SEARCH, "max_steps": 1})
-    assert rep["chosen_branch_id"] is not None
-
-
-def test_searches_leave_no_kv_held_in_the_server(client, search_server, chat_first):
+def test_searches_leave_no_kv_held_in_the_server(engine_search_kv_in_use, chat_first):
     """Every step request a search held for its children was released: once the searches above
     are done the engine holds no block (cached blocks of finished requests count as free)."""
-    import requests
-
-    def usage_after_a_step() -> float:
-        # the KV gauge is published with each engine step: one plain request makes a fresh one
-        client.completions.create(model=search_server["model"], prompt="ok", max_tokens=1)
-        text = requests.get(search_server["base_url"] + "/metrics", timeout=10).text
-        return max(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith("vllm:kv_cache_usage_perc"))
-
-    deadline = time.time() + 60  # the releases are aborts sent without waiting for them; a search
-    # whose client disconnected (above) may still be finishing
-    while usage_after_a_step() > 0 and time.time() < deadline:
+    deadline = time.time() + 60  # the releases are aborts sent without waiting for them
+    while engine_search_kv_in_use() > 0 and time.time() < deadline:
         time.sleep(0.5)
-    assert usage_after_a_step() == 0
+    assert engine_search_kv_in_use() == 0
 
 
 def test_plain_request_on_the_same_server_is_unaffected(client, search_server, eager_llm):

@@ -123,6 +123,9 @@ def test_no_controlled_tokens_means_no_work(pm):
     assert tables.forward([], torch.tensor([-1, -1])) is None
 
 
-def test_plan_validation_errors_surface(pm):
-    with pytest.raises(ValueError, match="out of range"):
-        ControlTables(pm, hidden_size=H, num_layers=3).forward([_spec([5], [1.0] * H, 1.0)], torch.tensor([0]))
+def test_a_control_that_cannot_be_planned_fails_alone(pm):
+    """A plan error is the control's failure, reported per spec; the other controls still apply."""
+    bad, good = _spec([5], [1.0] * H, 1.0), _spec([0], [1.0] * H, 1.0)
+    out = ControlTables(pm, hidden_size=H, num_layers=3).forward([bad, good], torch.tensor([0, 1]))
+    assert set(out.failed) == {bad} and "out of range" in str(out.failed[bad])
+    assert out.steer[0].token_idx.tolist() == [1]

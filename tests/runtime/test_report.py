@@ -42,3 +42,23 @@ def test_finish_request_calls_both_hooks_and_returns_the_summary(pm):
 def test_beam_report_shape():
     report = beam_report([{"text": "a"}], {"tokens_computed": 1}, 0.5)
     assert report == {"beams": [{"text": "a"}], "kv": {"tokens_computed": 1}, "wall_time_s": 0.5}
+
+
+def test_a_raising_report_hook_costs_the_request_nothing_but_is_reported(pm):
+    finished = []
+
+    class Broken:
+        @hookimpl
+        def ttc_kv_report(self, ctx, stats):
+            raise KeyError("stats sink down")
+
+        @hookimpl
+        def ttc_request_finished(self, ctx, report):
+            finished.append(report.request_id)
+
+    pm.register(Broken(), name="broken")
+    summary = finish_request(pm, RequestContext(request_id="r"), KVStats(tokens_computed=3), "stop", [1, 2, 3])
+    assert finished == ["r"], "the other finishing hook still runs"
+    assert summary["kv"]["tokens_computed"] == 3
+    (error,) = summary["errors"]
+    assert error.startswith("ttc-plugins: ttc_kv_report failed for this request: KeyError: 'stats sink down'")

@@ -60,3 +60,29 @@ def test_beam_search_scored_by_the_prm_keeps_the_prms_own_step_scores(policy_dir
     assert res.path_score == pytest.approx(aggregate(expected, "min"))
     scored = [c for c in res.candidates if c.score is not None]
     assert res.path_score == max(c.score for c in scored)  # beam keeps the best path by min-aggregated PRM score
+
+
+def test_a_reward_model_that_does_not_answer_is_unavailable_not_a_crash():
+    """A PRM that is down or dies mid-search: the search fails with RewardModelUnavailable (a
+    503 on both servers, ``search.serving.search_failure``), naming the model and the cause."""
+    import asyncio
+
+    from ttc_plugins.errors import RewardModelUnavailable
+    from ttc_plugins.scoring.prm import step_rewards
+    from ttc_plugins.search import serving as served
+
+    class Down:
+        step_tag = PRM_STEP_TAG
+
+        async def astep_rewards(self, texts):
+            raise ConnectionError("connection refused")
+
+    class Engine:
+        reward_models = {"prm": Down()}
+
+    with pytest.raises(RewardModelUnavailable, match="'prm' is unavailable: ConnectionError: connection refused") as info:
+        asyncio.run(step_rewards(Engine(), "prm", [("Q", ["a step"])]))
+    status, err_type, message = served.search_failure(info.value)
+    assert (int(status), err_type) == (503, "ServiceUnavailableError") and "connection refused" in message
+    status, _, message = served.search_failure(RuntimeError("strategy bug"))
+    assert int(status) == 500 and message == "search failed: RuntimeError: strategy bug"

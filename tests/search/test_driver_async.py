@@ -72,3 +72,69 @@ def test_the_synchronous_api_works_inside_a_running_loop():
 
     (res,) = asyncio.run(main())
     assert res.text
+
+
+def _live_after(pm, rec, engine_factory, params, *, cancel_after_calls=None):
+    """Run one search that fails (or is cancelled); return (error, branches created, released)."""
+    engine = engine_factory()
+    created: list[str] = []
+
+    class Created:
+        from ttc_plugins import hookimpl
+
+        @hookimpl
+        def ttc_step_boundary(self, ctx, branch, step):
+            created.append(branch.id)
+
+    pm.register(Created(), name="created")
+
+    async def main():
+        task = asyncio.ensure_future(arun_search(engine, [SearchPrompt(PROMPT, request_id="q")], params, pm=pm))
+        if cancel_after_calls is not None:
+            while len(engine.where) < cancel_after_calls:
+                await asyncio.sleep(0)
+            task.cancel()
+        return await task
+
+    try:
+        asyncio.run(main())
+    except BaseException as exc:  # noqa: BLE001
+        return exc, set(created), set(rec.released)
+    raise AssertionError("the search did not fail")
+
+
+def test_a_failing_scorer_releases_every_branch_its_search_holds():
+    from ttc_plugins import hookimpl
+    from ttc_plugins.scoring.base import Scorer
+
+    class Broken(Scorer):
+        name = "broken"
+
+        def score(self, items):
+            raise RuntimeError("scorer bug")
+
+    class Plugin:
+        @hookimpl
+        def ttc_register_scorers(self, register):
+            register(Broken)
+
+    pm, rec = build_pm()
+    pm.register(Plugin(), name="broken-scorer")
+    error, created, released = _live_after(pm, rec, lambda: _Observed(trap_world()), {**PARAMS, "scorer": "broken"})
+    assert isinstance(error, RuntimeError) and "scorer bug" in str(error)
+    assert created and created <= released
+
+
+def test_a_cancelled_search_releases_every_branch_it_holds():
+    """A client that goes away cancels the server's search coroutine: what the search holds in
+    the engine is released at once (the driver closes its rounds)."""
+    class Slow(_Observed):  # an engine call takes time: the loop runs other tasks meanwhile
+        async def aextend(self, requests):
+            await asyncio.sleep(0.01)
+            return await super().aextend(requests)
+
+    pm, rec = build_pm()
+    error, created, released = _live_after(pm, rec, lambda: Slow(trap_world(), verifier=_verifier), PARAMS,
+                                           cancel_after_calls=3)
+    assert isinstance(error, asyncio.CancelledError)
+    assert created and created <= released

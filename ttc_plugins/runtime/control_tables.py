@@ -23,6 +23,9 @@ import torch
 from ttc_plugins.kernels import residual_control
 from ttc_plugins.types import ControlPlan, ControlSpec
 
+from . import faults
+from .faults import HookFailure
+
 if TYPE_CHECKING:  # pragma: no cover
     from ttc_plugins.manager import TTCPluginManager
 
@@ -58,6 +61,9 @@ class ForwardControls:
     num_tokens: int
     steer: dict[int, SteerTable] = field(default_factory=dict)
     adapters: dict[int, AdapterTable] = field(default_factory=dict)
+    #: controls that failed to plan (their hook raised or wrote unsafe values): their tokens are
+    #: left untouched and the backend fails the requests that carry them (:mod:`.faults`)
+    failed: dict[ControlSpec, HookFailure] = field(default_factory=dict)
 
 
 def token_slots(
@@ -91,6 +97,8 @@ class _Tables:
     steer: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, bool]]
     # layer -> (horizon per slot [S] int32, 0 = not routed; scale per slot [S] float32), on CPU
     horizons: dict[int, tuple[torch.Tensor, torch.Tensor]]
+    # spec -> why it could not be planned
+    failed: dict[ControlSpec, HookFailure] = field(default_factory=dict)
 
 
 class ControlTables:
@@ -107,12 +115,13 @@ class ControlTables:
     def forward(self, specs: Sequence[ControlSpec], token_slot: torch.Tensor,
                 device: torch.device | str = "cpu") -> ForwardControls | None:
         """The per-layer tables for tokens mapped to ``specs`` by ``token_slot`` ([N] long, −1 =
-        no control; see :func:`token_slots`); ``None`` when no layer touches any token."""
+        no control; see :func:`token_slots`); ``None`` when no layer touches any token and no
+        control failed to plan."""
         if not specs or not bool((token_slot >= 0).any()):
             return None
         token_slot = token_slot.cpu()
         tables = self._tables(tuple(specs), torch.device(device))
-        out = ForwardControls(num_tokens=int(token_slot.numel()))
+        out = ForwardControls(num_tokens=int(token_slot.numel()), failed=dict(tables.failed))
         safe = token_slot.clamp(min=0)
         for layer, (slot_map, vectors, scales, modes, preserve, needs_state) in tables.steer.items():
             mapped = torch.where(token_slot >= 0, slot_map[safe], -1)
@@ -126,7 +135,7 @@ class ControlTables:
             if idx.numel():
                 out.adapters[layer] = AdapterTable(idx.to(device), per_token[idx].to(device),
                                                    scale[token_slot[idx]].to(device))
-        return out if (out.steer or out.adapters) else None
+        return out if (out.steer or out.adapters or out.failed) else None
 
     def _tables(self, specs: tuple[ControlSpec, ...], device: torch.device) -> _Tables:
         key = (specs, str(device))
@@ -135,8 +144,8 @@ class ControlTables:
             self._cache.move_to_end(key)
             return tables
         plan = ControlPlan(specs=list(specs), hidden_size=self.hidden_size, num_layers=self.num_layers)
-        self.pm.hook.ttc_prepare_controls(plan=plan)
-        tables = _Tables(steer={}, horizons={})
+        failed = faults.prepare_controls(self.pm, plan)
+        tables = _Tables(steer={}, horizons={}, failed={specs[slot]: why for slot, why in failed.items()})
         for layer, by_slot in sorted(plan.vectors.items()):
             slot_map = torch.full((len(specs),), -1, dtype=torch.long)
             vectors, scales, modes, preserve = [], [], [], []
@@ -167,12 +176,19 @@ class ControlTables:
         return tables
 
 
-def apply_steering(stream: torch.Tensor, table: SteerTable) -> None:
-    """Steer ``stream`` in place: the [M, H] residual-stream rows ``table.token_idx`` selected."""
+def apply_steering(stream: torch.Tensor, table: SteerTable) -> torch.Tensor:
+    """Steer ``stream`` in place: the [M, H] residual-stream rows ``table.token_idx`` selected.
+    Returns the [M] bool mask of rows whose result was not finite: they are left unsteered
+    (:func:`.faults.restore_nonfinite`) and the backend fails their requests."""
+    original = stream.clone()
     residual_control(stream, table.token_slot, table.vectors.to(stream.dtype), table.scales, table.modes,
                      table.preserve_norm)
+    return faults.restore_nonfinite(stream, original)
 
 
-def apply_adapter(stream: torch.Tensor, table: AdapterTable, adapter: Any) -> None:
-    """Add each token's TTC-adapter output (its own horizon, times its scale) to the [M, H] rows."""
+def apply_adapter(stream: torch.Tensor, table: AdapterTable, adapter: Any) -> torch.Tensor:
+    """Add each token's TTC-adapter output (its own horizon, times its scale) to the [M, H] rows.
+    Returns the mask of rows whose result was not finite (left as they were; see above)."""
+    original = stream.clone()
     stream += table.scale[:, None].to(stream.dtype) * adapter(stream, table.horizon).to(stream.dtype)
+    return faults.restore_nonfinite(stream, original)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from ttc_plugins.types import KVStats, RequestContext, RequestReport
 
+from . import faults
+
 if TYPE_CHECKING:  # pragma: no cover
     from ttc_plugins.manager import TTCPluginManager
+
+log = logging.getLogger("ttc_plugins.runtime")
 
 
 def kv_stats(prompt_len: int, cached_tokens: int, output_len: int, block_size: int | None) -> KVStats:
@@ -32,16 +37,30 @@ def beam_kv_stats(tokens_computed: int, tokens_reused: int, peak_blocks: int) ->
 def finish_request(pm: "TTCPluginManager", ctx: RequestContext, stats: KVStats, finish_reason: str | None,
                    output_token_ids: Sequence[int]) -> dict[str, Any]:
     """Call ``ttc_kv_report`` and ``ttc_request_finished``; returns the request's summary (the
-    client's ``ttc`` object: control key, KV accounting, and what ``ttc_request_finished`` added)."""
-    pm.hook.ttc_kv_report(ctx=ctx, stats=stats)
+    client's ``ttc`` object: control key, KV accounting, and what ``ttc_request_finished`` added).
+
+    These hooks run where the engine hands out finished outputs (vLLM's output loop serves every
+    request), so a hook that raises must not escape: the request keeps its answer and its summary
+    says which hook failed and why under ``errors``."""
+    errors = []
+    try:
+        pm.hook.ttc_kv_report(ctx=ctx, stats=stats)
+    except Exception as exc:  # noqa: BLE001 - a plugin error is this request's, never the engine's
+        errors.append(str(faults.describe("ttc_kv_report", exc)))
     report = RequestReport(request_id=ctx.request_id, finish_reason=finish_reason,
                            output_token_ids=tuple(output_token_ids), kv=stats)
-    pm.hook.ttc_request_finished(ctx=ctx, report=report)
+    try:
+        pm.hook.ttc_request_finished(ctx=ctx, report=report)
+    except Exception as exc:  # noqa: BLE001
+        errors.append(str(faults.describe("ttc_request_finished", exc)))
+    for error in errors:
+        log.error("%s (request %s)", error, ctx.request_id)
     return {
         "control_key": ctx.control.key if ctx.control is not None else None,
         "kv": {"tokens_computed": stats.tokens_computed, "tokens_reused": stats.tokens_reused,
                "blocks_held": stats.blocks_held, "peak_blocks": stats.peak_blocks},
         **report.extra,
+        **({"errors": errors} if errors else {}),
     }
 
 

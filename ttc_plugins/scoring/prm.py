@@ -23,7 +23,7 @@ from pydantic import ConfigDict, Field
 from ttc_plugins.request_model import RequestModel
 
 from .. import hookimpl
-from ..errors import TTCParamError
+from ..errors import RewardModelUnavailable, TTCError, TTCParamError
 
 from .base import RewardOp, Scorer, ScoreItem
 
@@ -56,7 +56,13 @@ async def step_rewards(engine: Any, name: str, paths: Sequence[tuple[str, Sequen
     """What a :class:`~.base.RewardOp` asks: the reward model ``name`` of ``engine`` scores each
     ``(prompt, steps)`` path, shown as :func:`prm_text` with the model's own step tag."""
     rm = reward_model_of(engine, name)
-    return await rm.astep_rewards([prm_text(prompt, steps, rm.step_tag) for prompt, steps in paths])
+    texts = [prm_text(prompt, steps, rm.step_tag) for prompt, steps in paths]
+    try:
+        return await rm.astep_rewards(texts)
+    except TTCError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - down, unreachable, or it died mid-search: a 503 for this search
+        raise RewardModelUnavailable(name, f"{type(exc).__name__}: {exc}") from exc
 
 
 def reward_model_of(engine: Any, name: str) -> RewardModel:

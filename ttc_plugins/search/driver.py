@@ -107,6 +107,10 @@ async def arun_search(
             call = rounds.send(await _engine_call(engine_ops, *call))
     except StopIteration as done:
         return done.value
+    finally:
+        # an engine call that raised, or a cancelled search (its client went away): the driver
+        # releases every branch its searches still hold before the error goes on (see _rounds)
+        rounds.close()
 
 
 async def _engine_call(engine_ops: Any, kind: str, arg: Any) -> Any:
@@ -193,46 +197,55 @@ def _rounds(engine_ops, prompts, params, pm):
             s["selection"] = stop.value if stop.value is not None else Selection(chosen=None)
             s["wall"] = time.perf_counter() - s["t0"]
 
-    for s in searches:
-        advance(s, None)
+    try:
+        for s in searches:
+            advance(s, None)
 
-    while True:
-        pending = [s for s in searches if s["op"] is not None]
-        if not pending:
-            break
-        results: dict[int, Any] = {}
-        extends = [s for s in pending if isinstance(s["op"], ExtendOp)]
-        if extends:
-            reqs = [r for s in extends for r in s["op"].requests]
-            out = yield ("extend", reqs)
-            if len(out) != len(reqs):
-                raise RuntimeError(f"engine extend returned {len(out)} results for {len(reqs)} requests")
-            _hand_out(results, extends, out, lambda op: op.requests)
-        scores = [s for s in pending if isinstance(s["op"], ScoreOp)]
-        groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for s in scores:
-            groups[s["state"].scorer.batch_key()].append(s)
-        for group in groups.values():
-            from ..scoring.base import ScoreItem
+        while True:
+            pending = [s for s in searches if s["op"] is not None]
+            if not pending:
+                break
+            results: dict[int, Any] = {}
+            extends = [s for s in pending if isinstance(s["op"], ExtendOp)]
+            if extends:
+                reqs = [r for s in extends for r in s["op"].requests]
+                out = yield ("extend", reqs)
+                if len(out) != len(reqs):
+                    raise RuntimeError(f"engine extend returned {len(out)} results for {len(reqs)} requests")
+                _hand_out(results, extends, out, lambda op: op.requests)
+            scores = [s for s in pending if isinstance(s["op"], ScoreOp)]
+            groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+            for s in scores:
+                groups[s["state"].scorer.batch_key()].append(s)
+            for group in groups.values():
+                from ..scoring.base import ScoreItem
 
-            scorer = group[0]["state"].scorer
-            batch = [ScoreItem(prompt=s["state"].prompt, branch=b, reference=s["state"].reference)
-                     for s in group for b in s["op"].branches]
-            out = yield ("score", (scorer, batch))
-            _hand_out(results, group, out, lambda op: op.branches)
-        by_embedder: dict[int, list[dict[str, Any]]] = defaultdict(list)
-        for s in pending:
-            if isinstance(s["op"], EmbedOp):
-                by_embedder[id(s["op"].embedder)].append(s)
-        for group in by_embedder.values():
-            texts = [t for s in group for t in s["op"].texts]
-            embedder = group[0]["op"].embedder
-            out = yield ("embed", texts) if embedder is None else ("local_embed", (embedder, texts))
-            _hand_out(results, group, out, lambda op: op.texts)
-        for s in pending:
-            if id(s) not in results:
-                raise TypeError(f"strategy {s['strategy'].name!r} yielded {s['op']!r}, not an engine operation")
-            advance(s, results[id(s)])
+                scorer = group[0]["state"].scorer
+                batch = [ScoreItem(prompt=s["state"].prompt, branch=b, reference=s["state"].reference)
+                         for s in group for b in s["op"].branches]
+                out = yield ("score", (scorer, batch))
+                _hand_out(results, group, out, lambda op: op.branches)
+            by_embedder: dict[int, list[dict[str, Any]]] = defaultdict(list)
+            for s in pending:
+                if isinstance(s["op"], EmbedOp):
+                    by_embedder[id(s["op"].embedder)].append(s)
+            for group in by_embedder.values():
+                texts = [t for s in group for t in s["op"].texts]
+                embedder = group[0]["op"].embedder
+                out = yield ("embed", texts) if embedder is None else ("local_embed", (embedder, texts))
+                _hand_out(results, group, out, lambda op: op.texts)
+            for s in pending:
+                if id(s) not in results:
+                    raise TypeError(f"strategy {s['strategy'].name!r} yielded {s['op']!r}, not an engine operation")
+                advance(s, results[id(s)])
+
+    except BaseException:
+        # a strategy, scorer or engine call raised, or the search was closed (cancelled): what
+        # its branches hold in the engine (held step requests, forked KV) is released now, not
+        # when the engine's own expiry comes around
+        for s in searches:
+            s["state"].release(s["state"].live())
+        raise
 
     engine_kv = engine_ops.kv_stats()
     out_results: list[SearchResult] = []

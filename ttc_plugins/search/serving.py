@@ -8,12 +8,13 @@ request and response types.
 from __future__ import annotations
 
 from dataclasses import replace
+from http import HTTPStatus
 from typing import Any, Callable
 
 from ..params import TTCParams, decode_json_text
 from .result import SearchResult
 
-__all__ = ["finish_reason", "prompt_fits", "report_of", "search_params_of", "single_text_prompt",
+__all__ = ["finish_reason", "prompt_fits", "report_of", "search_failure", "search_params_of", "single_text_prompt",
            "unsupported_feature", "with_request_limits"]
 
 
@@ -117,3 +118,14 @@ def finish_reason(result: SearchResult) -> str:
     if chosen is None:
         return "stop"
     return "length" if not chosen.finished or chosen.finish_reason == "length" else "stop"
+
+
+def search_failure(exc: BaseException) -> tuple[HTTPStatus, str, str]:
+    """(HTTP status, error type, message) for a search that raised something other than a
+    :class:`~ttc_plugins.errors.TTCParamError` (a 400): 503 when its reward model did not answer,
+    500 otherwise (a strategy's or scorer's own error, named)."""
+    from ttc_plugins.errors import RewardModelUnavailable
+
+    if isinstance(exc, RewardModelUnavailable):
+        return HTTPStatus.SERVICE_UNAVAILABLE, "ServiceUnavailableError", f"search failed: {exc}"
+    return HTTPStatus.INTERNAL_SERVER_ERROR, "InternalServerError", f"search failed: {type(exc).__name__}: {exc}"

@@ -5,9 +5,9 @@ calls from :func:`ttc_plugins.vllm_backend.register`, never at import time. Each
 
 from __future__ import annotations
 
-from . import input_processor, output_processor, serving_search
+from . import input_processor, output_processor, scheduler_errors, serving_search, worker_failures
 
-PATCHES = (input_processor, output_processor, serving_search)
+PATCHES = (input_processor, output_processor, serving_search, scheduler_errors, worker_failures)
 
 
 def apply_all() -> None:

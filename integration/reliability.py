@@ -10,7 +10,8 @@ KV left held, memory before and after.
 The tests (``-k`` below): the table of bad ``ttc`` sections and the fuzzer (every bad input a 4xx
 naming its field, the server alive every 50 cases), faults injected by a third-party plugin
 (``integration/conformance/test_faults.py``), load and abandoned requests
-(``integration/conformance/test_load.py``), client disconnects. Each writes its figures to
+(``integration/conformance/test_load.py``), client disconnects, searches and beams under a small
+KV pool (``test_kv_pressure.py``). Each writes its figures to
 ``$TTC_RELIABILITY_OUT``; this script gathers them. Engine suites run one after the other (never two
 at once on a 2-core box), through the same nox sessions as CI.
 """
@@ -31,7 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "integration" / "results" / "reliability.md"
-SELECT = "bad_ttc or fuzz or test_faults or test_load or disconnect or keeps_serving or same_tokens"
+SELECT = "bad_ttc or fuzz or test_faults or test_load or disconnect or kv_pressure or keeps_serving or same_tokens"
 LONG = {"TTC_FUZZ_EXAMPLES": "5000", "TTC_LOAD_REQUESTS": "5000"}
 
 
@@ -58,6 +59,10 @@ def figures(out: Path, engine: str, name: str) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def _fraction(x) -> str:
+    return "-" if x is None else f"{x:.4f}"
+
+
 def table(out: Path, runs: dict[str, dict]) -> list[str]:
     rows = ["| | " + " | ".join(runs) + " |", "|---" * (len(runs) + 1) + "|"]
 
@@ -81,11 +86,13 @@ def table(out: Path, runs: dict[str, dict]) -> list[str]:
         if figures(out, e, "load") else "-")
     row("  wall time (s), concurrency", lambda e: "{}, {}".format(figures(out, e, "load").get("wall_s", "-"),
                                                                    figures(out, e, "load").get("concurrency", "-")))
-    row("  KV in use: idle / peak / after (fraction)", lambda e: "{} / {} / {}".format(
-        *(figures(out, e, "load").get(k, "-") for k in ("kv_in_use_idle", "kv_in_use_peak", "kv_in_use_after"))))
+    row("  KV in use: idle / peak / after (fraction of the pool)", lambda e: "{} / {} / {}".format(
+        *(_fraction(figures(out, e, "load").get(k)) for k in ("kv_in_use_idle", "kv_in_use_peak", "kv_in_use_after"))))
     row("  server RSS after warm-up -> after (MiB)", lambda e: "{} -> {} ({:+.1%})".format(
         figures(out, e, "load").get("rss_before_mib"), figures(out, e, "load").get("rss_after_mib"),
         figures(out, e, "load").get("rss_growth", 0.0)) if figures(out, e, "load") else "-")
+    row("clients leaving mid-search / mid-beam / mid-stream: s until KV idle again", lambda e: " / ".join(
+        str(figures(out, e, "disconnects").get(k, "-")) for k in ("search", "beam", "stream")))
     row("engine crashes (suite failed)", lambda e: 0 if runs[e]["rc"] == 0 else "see log")
     return rows
 

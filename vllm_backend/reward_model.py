@@ -27,6 +27,7 @@ import asyncio
 import itertools
 import json
 from pathlib import Path
+import logging
 from typing import Any, Mapping, Sequence
 
 __all__ = ["AsyncVLLMRewardModel", "VLLMRewardModel", "prm_engine_kwargs", "served_reward_models"]
@@ -135,18 +136,47 @@ class AsyncVLLMRewardModel(_PRM):
         return list(await asyncio.gather(*(one(p) for p in prompts)))
 
 
+log = logging.getLogger("ttc_plugins.vllm_backend")
 _served: dict[str, AsyncVLLMRewardModel] = {}
 _starting: asyncio.Lock | None = None
 
 
-async def served_reward_models(configured: Mapping[str, Any]) -> dict[str, AsyncVLLMRewardModel]:
-    """The reward models of ``additional_config.ttc.reward_models`` (name ->
-    :class:`~.config.RewardModelConfig`), each an ``AsyncLLM`` started once in this process (the
-    API server) on first use, on the running loop."""
+async def served_reward_models(configured: Mapping[str, Any], names: Sequence[str]) -> dict[str, AsyncVLLMRewardModel]:
+    """The reward models ``names`` of ``additional_config.ttc.reward_models`` (name ->
+    :class:`~.config.RewardModelConfig`; names not configured are left out), each an ``AsyncLLM``
+    started once in this process (the API server) on first use, on the running loop.
+
+    :raises RewardModelUnavailable: a model's engine did not start (the search gets a 503; the
+        next search that names it tries again).
+    """
     global _starting
-    missing = [name for name in configured if name not in _served]
+    wanted = [name for name in dict.fromkeys(names) if name in configured]
+    missing = [name for name in wanted if name not in _served]
     if not missing:
-        return {name: _served[name] for name in configured}
+        return {name: _served[name] for name in wanted}
+    if _starting is None:
+        _starting = asyncio.Lock()
+    async with _starting:
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        from ttc_plugins.errors import RewardModelUnavailable
+
+        loop = asyncio.get_running_loop()
+        for name in missing:
+            if name in _served:
+                continue
+            cfg = configured[name]
+            try:
+                args = AsyncEngineArgs(**prm_engine_kwargs(cfg.model, step_tag_id=cfg.step_tag_id, dtype=cfg.dtype,
+                                                           max_model_len=cfg.max_model_len,
+                                                           kv_cache_memory_bytes=cfg.kv_cache_memory_bytes))
+                client = await asyncio.to_thread(AsyncLLM.from_engine_args, args)
+            except Exception as exc:  # noqa: BLE001 - this search's reward model, not the server
+                log.exception("ttc: reward model %r did not start", name)
+                raise RewardModelUnavailable(name, f"its engine did not start: {type(exc).__name__}: {exc}") from exc
+            _served[name] = AsyncVLLMRewardModel(client, loop)
+    return {name: _served[name] for name in wanted}
     if _starting is None:
         _starting = asyncio.Lock()
     async with _starting:

@@ -25,7 +25,7 @@ import logging
 import time
 from typing import Any
 
-from ttc_plugins.errors import TTCParamError
+from ttc_plugins.errors import RewardModelUnavailable, TTCParamError
 from ttc_plugins.params import TTCParams
 from ttc_plugins.runtime.wire import BEAM_REPORT_KEY
 from ttc_plugins.search import serving as served
@@ -104,8 +104,8 @@ async def _sent_keys(raw_request: Any) -> set[str] | None:
 
 
 async def _reward_models(serving: Any, scorer: Any) -> dict[str, Any]:
-    """The server's reward models (``additional_config.ttc.reward_models``), started on the first
-    search that is scored by one; none for other searches."""
+    """The reward model a search is scored by (``additional_config.ttc.reward_models``), started
+    on the first search that names it; none for other searches."""
     from ttc_plugins.scoring.prm import ProcessRewardScorer
 
     from .config import parse_engine_config
@@ -114,7 +114,12 @@ async def _reward_models(serving: Any, scorer: Any) -> dict[str, Any]:
     if not isinstance(scorer, ProcessRewardScorer):
         return {}
     cfg = parse_engine_config(serving.engine_client.vllm_config.additional_config)
-    return await served_reward_models(cfg.reward_models) if cfg is not None else {}
+    configured = cfg.reward_models if cfg is not None else {}
+    if scorer.params.model not in configured:
+        known = ", ".join(sorted(configured)) or "none (start the server with additional_config.ttc.reward_models)"
+        raise TTCParamError("ttc.search.scorer_args.model",
+                            f"no reward model {scorer.params.model!r} on this server; configured: {known}")
+    return await served_reward_models(configured, [scorer.params.model])
 
 
 async def _run_search(serving: Any, request: Any, raw_request: Any, params: TTCParams, prompt: str,
@@ -139,6 +144,11 @@ async def _run_search(serving: Any, request: Any, raw_request: Any, params: TTCP
         return _bad(exc.field, exc.message)
     try:
         ops = AsyncVLLMEngineOps(serving.engine_client, pm=pm, reward_models=await _reward_models(serving, scorer))
+    except TTCParamError as exc:
+        return _bad(exc.field, exc.message)
+    except RewardModelUnavailable as exc:
+        status, err_type, message = served.search_failure(exc)
+        return serving.create_error_response(message, err_type=err_type, status_code=status)
     except ValueError:
         return _bad("ttc.search", CHUNKED_PREFILL_MESSAGE)
     prompt_tokens = len(ops.encode(prompt))

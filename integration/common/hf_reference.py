@@ -119,7 +119,7 @@ class HFReference:
         if not ttc or not ttc.get("decoding"):
             return
         from ttc_plugins.manager import get_plugin_manager
-        from ttc_plugins.types import LogitsBatch, LogitsRow, RequestContext
+        from ttc_plugins.types import LogitsRow, RequestContext
 
         pm = get_plugin_manager()
         params = pm.parse_params({"decoding": ttc["decoding"]})

@@ -24,7 +24,17 @@ plugs in by providing the same fixtures; the suite's tests never name an engine.
 - ``engine_serve(prompt_ids, ttc, max_tokens) -> (token_ids, logprobs)``: one greedy request on
   that server.
 - ``engine_search_openai``: like ``engine_openai``, on a server of the engine that runs searches
-  (``ttc.search``); the same server where the engine needs no other setting for them.
+  (``ttc.search``) and serves the tiny PRM as the reward model ``prm``; the same server where the
+  engine needs no other setting for them.
+- ``engine_search_kv_in_use() -> float``: that server's KV pool in use (a fraction, the engine's
+  own gauge; cached blocks of finished requests count as free).
+- ``engine_search_server_rss() -> {process: bytes}``: resident memory of that server's processes.
+- ``engine_small_kv_openai``: like ``engine_search_openai`` (module scope), on a server whose KV
+  pool holds 1,024 tokens and whose context is 256.
+- ``engine_down_reward_model``: the name of a reward model that server is configured with but that
+  does not answer.
+- ``prm_dir``, ``engine_prm_rewards(texts) -> (step_tag, [[p, ...], ...])``: the tiny PRM and its
+  step probabilities from the engine's own in-process reward model.
 
 Every engine environment also has the test-only plugin ``integration/common/fixture_plugin``
 installed (nox's ``install_test_plugin``): its faulty components are what ``test_faults.py`` injects.

@@ -46,3 +46,23 @@ def test_stop_tokens_length_penalty_and_early_stopping_follow_the_reference(engi
     if beam["early_stopping"] is True:  # it ends as soon as `width` hypotheses hit a stop token
         assert all(b["finish_reason"] == "stop" for b in beams) and len(beams[0]["token_ids"]) < 12
     assert out.finish_reason == beams[0]["finish_reason"]
+
+
+def test_a_token_beam_over_the_openai_api_answers_the_best_beam_of_the_reference(engine_openai, engine_eos, hf):
+    """``ttc.beam`` on the engine's own server: the answer is the best beam, the report (under
+    ``ttc.beam``, never in the engine's own fields) the reference's beams; chat completions too."""
+    from integration.common import scenarios
+
+    client, model, extra_body = engine_openai
+    prompt = scenarios.PROMPTS[2]
+    r = client.completions.create(model=model, prompt=prompt, max_tokens=8, extra_body=extra_body({"beam": {"width": 3}}))
+    report = r.model_extra["ttc"]["beam"]
+    ref = hf.beam_search(prompt, 3, 8, engine_eos)
+    assert [b["token_ids"] for b in report["beams"]] == [x[0] for x in ref]
+    assert [b["score"] for b in report["beams"]] == pytest.approx([x[2] for x in ref], abs=2e-3)
+    assert report["kv"]["forks"] >= 2 and not r.model_extra.get("kv_transfer_params")
+    chat = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Say hi"}], max_tokens=6,
+                                          extra_body=extra_body({"beam": {"width": 2}}))
+    beams = chat.model_extra["ttc"]["beam"]["beams"]
+    assert len(beams) == 2 and all(b["token_ids"] for b in beams) and beams[0]["score"] >= beams[1]["score"]
+    assert chat.choices[0].message.content is not None

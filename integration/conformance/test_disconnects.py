@@ -10,7 +10,7 @@ import time
 import openai
 import pytest
 
-from integration.common import scenarios
+from integration.common import figures, scenarios
 
 LONG_SEARCH = {"strategy": "beam", "width": 4, "expand": 2, "max_steps": 16, "max_step_tokens": 16,
                "max_total_tokens": 256, "step_delimiter": "\n", "temperature": 0.0}
@@ -48,11 +48,21 @@ def _leave_early(engine_search_openai, kind: str) -> None:
         impatient.close()
 
 
+@pytest.fixture(scope="module")
+def released(engine_name):
+    """Per kind of request: seconds from the client leaving until the engine's KV was back idle."""
+    seconds: dict[str, float] = {}
+    yield seconds
+    figures.write("disconnects", engine_name, seconds)
+
+
 @pytest.mark.parametrize("kind", ["search", "beam", "stream"])
-def test_a_client_that_leaves_mid_request_leaves_no_kv_held(engine_search_openai, engine_search_kv_in_use, kind):
+def test_a_client_that_leaves_mid_request_leaves_no_kv_held(engine_search_openai, engine_search_kv_in_use, released,
+                                                            kind):
     idle, _ = _settled(engine_search_kv_in_use, 0.0)
     _leave_early(engine_search_openai, kind)
     used, took = _settled(engine_search_kv_in_use, idle)
+    released[kind] = round(took, 1) if used <= idle else None
     assert used <= idle, f"KV still held {took:.0f} s after the client left: {used} (idle {idle})"
     client, model, _ = engine_search_openai
     r = client.completions.create(model=model, prompt=scenarios.PROMPTS[0], max_tokens=4, temperature=0.0)

@@ -17,7 +17,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import openai
-import pytest
 
 from integration.common import figures as figures_
 from integration.common import scenarios

@@ -79,10 +79,17 @@ def _prm() -> tuple[str, int]:
     return str(build_tiny_qwen2_prm(weights=True)), free_port()
 
 
+DOWN_REWARD_MODEL = "prm_down"
+
+
+@functools.lru_cache(maxsize=None)
 def _engine_config() -> str:
     prm_dir, prm_port = _prm()
     return json.dumps({"vectors": {"honest": _named_vector()[0]},
-                       "reward_models": {"prm": {"url": f"http://127.0.0.1:{prm_port}", "model": prm_dir}}})
+                       "reward_models": {"prm": {"url": f"http://127.0.0.1:{prm_port}", "model": prm_dir},
+                                         # a reward model whose server is down (nothing listens there)
+                                         DOWN_REWARD_MODEL: {"url": f"http://127.0.0.1:{free_port()}",
+                                                             "model": prm_dir}}})
 
 
 class _Child:
@@ -315,9 +322,33 @@ def engine_openai(server):
 
 
 @pytest.fixture(scope="session")
-def engine_search_openai(engine_openai):
-    """SGLang's server runs searches as it is (no flag to change)."""
+def engine_search_openai(engine_openai, prm_server):
+    """SGLang's server runs searches as it is (no flag to change); its reward model ``prm`` is the
+    PRM server, started with it."""
     return engine_openai
+
+
+@pytest.fixture(scope="session")
+def engine_down_reward_model() -> str:
+    """A reward model the server is configured with whose server is down."""
+    return DOWN_REWARD_MODEL
+
+
+@pytest.fixture(scope="session")
+def engine_prm_rewards(prm_dir, run_dir):
+    """texts -> (the PRM's step tag, per-text step probabilities), on an in-process SGLang engine
+    serving the tiny PRM (``SGLangRewardModel.over_engine``), in a child process: the suite's own
+    in-process engine is a generator."""
+    def rewards(texts):
+        texts_path, out_path = run_dir / "prm-texts.json", run_dir / "prm-out.json"
+        texts_path.write_text(json.dumps(texts))
+        proc = subprocess.run([sys.executable, str(HERE / "ttc_sglang_engine.py"), "prm", prm_dir, str(texts_path),
+                               str(out_path)], capture_output=True, text=True, timeout=420)
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        out = json.loads(out_path.read_text())
+        return out["step_tag"], out["rewards"]
+
+    return rewards
 
 
 @pytest.fixture(scope="session")

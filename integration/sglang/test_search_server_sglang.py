@@ -149,18 +149,6 @@ def _hf_step_rewards(prm_dir: str, prompt: str, path: list[str]) -> list[float]:
     return rewards
 
 
-def test_beam_search_over_http_scored_by_the_prm_server_keeps_the_prms_own_step_scores(client, model, prm_server,
-                                                                                      prm_dir):
-    resp, rep = _search(client, model, PRM_SEARCH)
-    assert resp.choices[0].text == rep["text"] and rep["chosen_branch_id"] is not None
-    expected = _hf_step_rewards(prm_dir, PROMPT, rep["chosen_path"])
-    assert len(expected) == len(rep["scores"]) >= 1
-    assert rep["scores"] == pytest.approx(expected, abs=1e-4)
-    assert rep["path_score"] == pytest.approx(min(expected), abs=1e-4)  # aggregation "min"
-    scored = [c for c in rep["candidates"] if c["score"] is not None]
-    assert rep["path_score"] == max(c["score"] for c in scored)
-
-
 def test_python_search_with_the_prm_over_http_matches_hf(engine, prm_server, prm_dir):
     rm = SGLangRewardModel.over_http(prm_server, prm_dir)
     texts = [prm_text(PROMPT, ["3 + 4 = 7", "so 7"], rm.step_tag), prm_text("Q:\n", ["one"], rm.step_tag)]

@@ -154,28 +154,6 @@ def _model(client) -> str:
     return client.models.list().data[0].id
 
 
-def test_openai_completion_and_chat_answer_the_best_beam_with_the_report(client, server, hf):
-    model = _model(client)
-    resp = client.completions.create(model=model, prompt=SHORT, max_tokens=8,
-                                     extra_body={"custom_params": {"ttc": {"beam": {"width": 3}}}})
-    report = resp.model_extra["ttc"]["beam"]
-    ref = hf.beam_search(SHORT, 3, 8, hf_eos(hf))
-    assert [b["token_ids"] for b in report["beams"]] == [r[0] for r in ref]
-    assert [b["score"] for b in report["beams"]] == pytest.approx([r[2] for r in ref], abs=2e-3)
-    assert resp.choices[0].text == report["beams"][0]["text"]
-    assert report["kv"]["rows"] == 3 and report["kv"]["forks"] >= 2
-    chat = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hello there"}],
-                                          max_tokens=6, extra_body={"custom_params": {"ttc": {"beam": {"width": 2}}}})
-    beams = chat.model_extra["ttc"]["beam"]["beams"]
-    assert len(beams) == 2 and chat.choices[0].message.content == beams[0]["text"]
-
-
-def hf_eos(hf) -> int | None:
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(hf.model_dir).eos_token_id
-
-
 @pytest.mark.parametrize("body, field", [
     ({"custom_params": {"ttc": {"beam": {"width": 0}}}}, "ttc.beam.width"),
     ({"custom_params": {"ttc": {"beam": {"width": 99}}}}, "ttc.beam.width"),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +46,7 @@ from integration.common.server import free_port, start_openai_server, stop_serve
 from integration.common.tiny import tiny_model_dir  # noqa: E402
 
 CHILD_TIMEOUT = 420
+DOWN_REWARD_MODEL = "prm_down"
 #: the tiny model's KV per token: 4 layers x (K, V) x 2 KV heads x 32 dims x 4 bytes
 KV_BYTES_PER_TOKEN = 4 * 2 * 2 * 32 * 4
 SMALL_KV_TOKENS = 1024
@@ -180,9 +182,15 @@ def search_server(tiny_model, named_vector, ttc_adapter, prm_dir, tmp_path_facto
     """The OpenAI server, module form, chunked prefill off (seeded search), plugin on, with the
     same engine settings and ``additional_config.ttc`` as ``eager_llm``, plus the tiny PRM as the
     reward model ``prm`` (a second engine the server starts on the first search scored by it)."""
+    prm = {"dtype": "float32", "max_model_len": 1024, "kv_cache_memory_bytes": 64 * 2**20}
+    # a reward model whose engine cannot start: the PRM's directory without its weights (the
+    # server checks at start that the directory is a model's)
+    no_weights = tmp_path_factory.mktemp("prm_without_weights")
+    for f in Path(prm_dir).iterdir():
+        if f.is_file() and f.suffix not in (".safetensors", ".bin"):
+            shutil.copy(f, no_weights / f.name)
     ttc = {"vectors": {"honest": named_vector[0]}, "ttc_layers": {str(ttc_adapter[0]): ttc_adapter[1]},
-           "reward_models": {"prm": {"model": prm_dir, "dtype": "float32", "max_model_len": 1024,
-                                     "kv_cache_memory_bytes": 64 * 2**20}}}
+           "reward_models": {"prm": {"model": prm_dir, **prm}, DOWN_REWARD_MODEL: {"model": str(no_weights), **prm}}}
     for server in openai_server(tiny_model, tmp_path_factory.mktemp("search_server"), "--seed", "0",
                                 "--max-num-seqs", "32", "--no-enable-chunked-prefill", "--max-num-batched-tokens",
                                 "1024", "--additional-config", json.dumps({"ttc": ttc}),
@@ -265,6 +273,41 @@ def engine_search_openai(search_server, tiny_model):
 
     client = openai.OpenAI(base_url=search_server["base_url"] + "/v1", api_key="none", max_retries=0, timeout=180)
     return client, tiny_model, lambda ttc: {"vllm_xargs": {"ttc": json.dumps(ttc)}}
+
+
+@pytest.fixture(scope="session")
+def engine_down_reward_model() -> str:
+    """A reward model the search server is configured with whose engine cannot start."""
+    return DOWN_REWARD_MODEL
+
+
+@pytest.fixture(scope="session")
+def engine_prm(prm_dir):
+    """The tiny PRM on a second, multiprocess ``vllm.LLM`` (pooling runner) beside the suite's
+    in-process ``eager_llm``: two in-process engines would share one process's distributed state."""
+    from vllm import LLM, envs
+
+    from ttc_plugins.vllm_backend.reward_model import VLLMRewardModel, prm_engine_kwargs
+
+    before = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1"
+    # The suite's in-process engine froze vLLM's env cache at "0": without this the PRM engine
+    # would run in this process too, and its shutdown tears down the distributed state (the
+    # pipeline-parallel group) that the in-process engine still uses.
+    envs.disable_envs_cache()
+    try:
+        llm = LLM(**prm_engine_kwargs(prm_dir, dtype="float32", max_model_len=1024, kv_cache_memory_bytes=64 * 2**20))
+    finally:
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = before if before is not None else "0"
+    assert type(llm.llm_engine.engine_core).__name__ != "InprocClient", "the PRM engine must be a child process"
+    yield VLLMRewardModel(llm)
+    llm.llm_engine.engine_core.shutdown()  # now, while the session can still log
+
+
+@pytest.fixture(scope="session")
+def engine_prm_rewards(engine_prm):
+    """texts -> (the PRM's step tag, per-text step probabilities), on the engine's own PRM."""
+    return lambda texts: (engine_prm.step_tag, engine_prm.step_rewards(texts))
 
 
 @pytest.fixture(scope="session")

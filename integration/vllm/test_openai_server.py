@@ -42,35 +42,6 @@ def test_malformed_ttc_returns_400_and_server_keeps_serving(client, tiny_model, 
     assert len(got[0]) == 4
 
 
-def test_token_beam_over_http_answers_the_best_beam_of_the_reference(client, tiny_model, hf):
-    # the server runs chunked prefill and the TTC scheduler (--scheduler-cls), multiprocess
-    prompt = scenarios.PROMPTS[2]
-    r = client.completions.create(model=tiny_model, prompt=prompt, max_tokens=8,
-                                  extra_body={"return_token_ids": True,
-                                              "vllm_xargs": {"ttc": json.dumps({"beam": {"width": 3}})}})
-    beams = r.model_extra["ttc"]["beam"]["beams"]
-    from transformers import AutoTokenizer
-
-    eos = AutoTokenizer.from_pretrained(tiny_model).eos_token_id
-    ref = hf.beam_search(list(r.choices[0].prompt_token_ids), 3, 8, eos)
-    assert [b["token_ids"] for b in beams] == [x[0] for x in ref]
-    assert [b["score"] for b in beams] == pytest.approx([x[2] for x in ref], abs=2e-3)
-    assert list(r.choices[0].token_ids) == beams[0]["token_ids"]
-    assert r.model_extra["ttc"]["beam"]["kv"]["forks"] >= 2
-    assert not r.model_extra.get("kv_transfer_params")
-
-
-def test_token_beam_on_chat_completions_reports_under_ttc_beam(client, tiny_model):
-    r = client.chat.completions.create(model=tiny_model, messages=[{"role": "user", "content": "Say hi"}],
-                                       max_tokens=6,
-                                       extra_body={"vllm_xargs": {"ttc": json.dumps({"beam": {"width": 2}})}})
-    beams = r.model_extra["ttc"]["beam"]["beams"]
-    assert len(beams) == 2 and all(b["token_ids"] for b in beams)
-    assert beams[0]["score"] >= beams[1]["score"]
-    assert r.choices[0].message.content is not None
-    assert not r.model_extra.get("kv_transfer_params")
-
-
 @pytest.mark.parametrize("beam,field", [({"width": 0}, "ttc.beam.width"), ({"width": 99}, "ttc.beam.width"),
                                         ({"width": 2, "early_stopping": 3}, "ttc.beam.early_stopping")])
 def test_bad_token_beam_returns_400_naming_the_field(client, tiny_model, beam, field):

@@ -23,8 +23,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytest.importorskip("vllm")
 openai = pytest.importorskip("openai")
 
-import ttc_vllm_engine as engine  # noqa: E402
-
 from integration.common.concurrent import run_at_once  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -169,26 +167,6 @@ def test_explicit_max_tokens_caps_the_answer_and_a_prompt_past_the_context_is_a_
 
 
 # -- the engine-served PRM as the scorer -------------------------------------------------------
-PRM_SEARCH = {**SEARCH, "scorer": "prm", "scorer_args": {"model": "prm"}, "aggregation": "min"}
-
-
-def test_beam_search_scored_by_the_served_prm_keeps_the_prms_own_step_scores(client, search_server, prm_dir):
-    from ttc_plugins.scoring.prm import prm_text
-    from ttc_plugins.testing.memory_prm import MemoryRewardModel
-
-    resp, rep = _search(client, search_server["model"], PRM_SEARCH)
-    assert resp.choices[0].text == rep["text"] and rep["chosen_branch_id"] is not None
-    assert len(rep["scores"]) == len(rep["chosen_path"]) >= 1
-    hf = MemoryRewardModel.from_pretrained(prm_dir)  # HF transformers on the same weights
-    texts = [prm_text(PROMPT, rep["chosen_path"], hf.step_tag)]
-    scored = [c for c in rep["candidates"] if c["score"] is not None]
-    (expected,) = hf.step_rewards(texts)
-    assert rep["scores"] == pytest.approx(expected, abs=1e-4)
-    assert rep["path_score"] == pytest.approx(min(expected), abs=1e-4)  # aggregation "min"
-    assert rep["path_score"] == max(c["score"] for c in scored)
-    assert len(set(round(c["score"], 4) for c in scored)) > 1  # the PRM tells the candidates apart
-
-
 # -- search on /v1/chat/completions -----------------------------------------------------------
 BEST_OF_3 = {**{k: v for k, v in SEARCH.items() if k != "expand"}, "strategy": "best_of_n", "width": 3}
 MESSAGES = [{"role": "system", "content": "Solve step by step."}, {"role": "user", "content": PROMPT}]

@@ -162,6 +162,7 @@ _failures_lock = threading.Lock()
 
 
 def record_failure(request_id: str, failure: HookFailure) -> None:
+    # _failures is mutated in place, never rebound: patches/worker_failures.py holds it
     with _failures_lock:
         _failures[request_id] = failure
 

@@ -29,9 +29,12 @@ def apply() -> None:
 
     original = Worker.sample_tokens
 
+    failures = worker._failures  # the dict itself: a healthy step costs one truth test
+
     @functools.wraps(original)
     def sample_tokens(self, *args, **kwargs):
-        return worker.attach_failures(original(self, *args, **kwargs))
+        output = original(self, *args, **kwargs)
+        return worker.attach_failures(output) if failures else output
 
     Worker.sample_tokens = sample_tokens
     _applied = True

@@ -16,6 +16,11 @@ are reported: wall-clock throughput, and CPU time per token (the process's user+
 shared machine other work inflates wall time at random, while the CPU time a process spends is
 what the plugin's overhead actually costs; the CPU-time ratio is the one to read there.
 
+Engines differ from process to process by several percent on a small shared VM (memory layout,
+thread placement), more than the plugin's cost, so a last ``on`` engine runs the same workload
+under ``cProfile`` and reports the plugin's own share: the time spent inside ``ttc_plugins``
+functions (their own time, as cProfile counts it) over the process's total profiled time.
+
     OMP_NUM_THREADS=1 python benchmarks/bench_vllm_overhead.py --model tiny --rounds 3
     OMP_NUM_THREADS=1 python benchmarks/bench_vllm_overhead.py --model smollm2 --rounds 3
 """
@@ -75,6 +80,12 @@ def child(args: argparse.Namespace) -> None:
     sp = SamplingParams(max_tokens=args.max_tokens, temperature=0.0, ignore_eos=True)
     llm.generate(prompts, sp, use_tqdm=False)  # warm-up
     times, cpu = [], []
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     for _ in range(args.repeats):
         t0, c0 = time.perf_counter(), time.process_time()
         outs = llm.generate(prompts, sp, use_tqdm=False)
@@ -82,7 +93,17 @@ def child(args: argparse.Namespace) -> None:
         cpu.append(time.process_time() - c0)
         assert sum(len(o.outputs[0].token_ids) for o in outs) == args.prompts * args.max_tokens
     registered = "ttc_plugins.vllm_backend" in sys.modules and sys.modules["ttc_plugins.vllm_backend"].is_registered()
-    Path(args.out).write_text(json.dumps({"mode": args.mode, "times": times, "cpu": cpu, "registered": registered}))
+    result = {"mode": args.mode, "times": times, "cpu": cpu, "registered": registered}
+    if profiler is not None:
+        import pstats
+
+        profiler.disable()
+        stats = pstats.Stats(profiler).stats
+        total = sum(v[2] for v in stats.values())
+        plugin = {f"{Path(k[0]).name}:{k[2]}": v[2] for k, v in stats.items() if "ttc_plugins" in k[0]}
+        result["profile"] = {"total_s": total, "plugin_s": sum(plugin.values()),
+                             "top": sorted(plugin.items(), key=lambda kv: -kv[1])[:5]}
+    Path(args.out).write_text(json.dumps(result))
 
 
 def main() -> None:
@@ -97,6 +118,7 @@ def main() -> None:
     ap.add_argument("--mode", choices=["off", "on"], help=argparse.SUPPRESS)
     ap.add_argument("--model-path", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
+    ap.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         return child(args)
@@ -105,27 +127,36 @@ def main() -> None:
     tokens = args.prompts * args.max_tokens
     per_mode: dict[str, list[float]] = {"off": [], "on": []}
     cpu_mode: dict[str, list[float]] = {"off": [], "on": []}
+    load_start = os.getloadavg()
+    print(f"load average at the start: {', '.join(f'{x:.2f}' for x in load_start)}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
+        def run_child(mode: str, out: Path, *extra: str) -> dict:
+            env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+            cmd = [sys.executable, __file__, "--child", "--mode", mode, "--model-path", model_dir, "--out", str(out),
+                   "--prompts", str(args.prompts), "--max-tokens", str(args.max_tokens),
+                   "--repeats", str(args.repeats), *extra]
+            subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            res = json.loads(out.read_text())
+            assert res["registered"] == (mode == "on"), res
+            return res
+
         for r in range(args.rounds):
             for mode in ("off", "on") if r % 2 == 0 else ("on", "off"):
-                out = Path(tmp) / f"{mode}-{r}.json"
-                env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-                cmd = [sys.executable, __file__, "--child", "--mode", mode, "--model-path", model_dir, "--out", str(out),
-                       "--prompts", str(args.prompts), "--max-tokens", str(args.max_tokens),
-                       "--repeats", str(args.repeats)]
-                subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                res = json.loads(out.read_text())
-                assert res["registered"] == (mode == "on"), res
+                res = run_child(mode, Path(tmp) / f"{mode}-{r}.json")
                 per_mode[mode].append(statistics.median(res["times"]))
                 cpu_mode[mode].append(statistics.median(res["cpu"]))
                 print(f"round {r} {mode}: median {per_mode[mode][-1]:.3f}s wall, {cpu_mode[mode][-1]:.3f}s cpu "
                       f"-> {tokens / per_mode[mode][-1]:.0f} tok/s", flush=True)
+        prof = run_child("on", Path(tmp) / "profile.json", "--profile")["profile"]
+    share = prof["plugin_s"] / prof["total_s"]
+    print(f"profiled on-engine: {prof['plugin_s'] * 1000:.1f} ms of {prof['total_s']:.2f} s in ttc_plugins "
+          f"({share:.2%}); top: {prof['top']}", flush=True)
     off, on = statistics.median(per_mode["off"]), statistics.median(per_mode["on"])
     cpu_off, cpu_on = statistics.median(cpu_mode["off"]), statistics.median(cpu_mode["on"])
     ratio = off / on  # throughput(on) / throughput(off)
     cpu_ratio = cpu_off / cpu_on  # tokens per CPU-second, on / off
     summary = (f"{args.model}: off {tokens / off:.0f} tok/s, on (installed, unused) {tokens / on:.0f} tok/s, "
-               f"wall ratio {ratio:.3f}, CPU-time ratio {cpu_ratio:.3f}")
+               f"wall ratio {ratio:.3f}, CPU-time ratio {cpu_ratio:.3f}, plugin's own share {share:.2%}")
     print(summary)
     if args.results:
         import vllm
@@ -138,7 +169,8 @@ def main() -> None:
             f"Command: `{cmd} --results {results}`", "",
             f"- machine: {platform.node()} / {platform.machine()} / {os.cpu_count()} CPUs (shared), {platform.platform()}",
             f"- vLLM {vllm.__version__}, eager, in-process engine core, prefix caching off, float dtype from the model",
-            f"- load average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())} (other work shared the machine)",
+            f"- load average at the start: {', '.join(f'{x:.2f}' for x in load_start)}; at the end: "
+            f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}",
             f"- workload: {args.prompts} prompts x 32 tokens, {args.max_tokens} greedy tokens each; median of "
             f"{args.repeats} after a warm-up, per engine; {args.rounds} engines per mode, alternating", "",
             "| mode | per-engine wall medians (s) | wall median | tok/s | per-engine CPU medians (s) | CPU median |",
@@ -148,6 +180,10 @@ def main() -> None:
             f"| on (installed, unused) | {', '.join(f'{t:.3f}' for t in per_mode['on'])} | {on:.3f} | {tokens / on:.0f} "
             f"| {', '.join(f'{t:.3f}' for t in cpu_mode['on'])} | {cpu_on:.3f} |",
             "", f"**Throughput ratio on/off: wall {ratio:.3f}, CPU time {cpu_ratio:.3f}** (target >= 0.98)", "",
+            f"**The plugin's own share of an installed-but-unused engine's profiled time: {share:.2%}** "
+            f"({prof['plugin_s'] * 1000:.1f} ms of {prof['total_s']:.2f} s over {args.repeats} generates; "
+            f"ratio implied {1 - share:.4f}). Functions: "
+            + ", ".join(f"`{name}` {t * 1000:.2f} ms" for name, t in prof["top"]), "",
         ]
         args.results.write_text("\n".join(lines))
 

@@ -27,7 +27,10 @@ def apply() -> None:
         return
     from vllm.v1.worker.gpu_worker import Worker
 
-    original = Worker.sample_tokens
+    # the step's output comes from sample_tokens where vLLM splits a step in two (0.32 does; the
+    # older releases of the matrix were not rerun with this patch), else from execute_model
+    name = "sample_tokens" if hasattr(Worker, "sample_tokens") else "execute_model"
+    original = getattr(Worker, name)
 
     failures = worker._failures  # the dict itself: a healthy step costs one truth test
 
@@ -36,5 +39,5 @@ def apply() -> None:
         output = original(self, *args, **kwargs)
         return worker.attach_failures(output) if failures else output
 
-    Worker.sample_tokens = sample_tokens
+    setattr(Worker, name, sample_tokens)
     _applied = True

@@ -233,7 +233,7 @@ class WorkerState:
                     else torch.zeros(len(steer.token_idx), self.hidden_size, device=steer.vectors.device))
             steered = rows.clone()
             bad = apply_steering(steered, steer)  # non-finite rows come back unsteered: fail their requests
-            if bool(bad.any()):
+            if bad is not None:
                 self.fail_tokens(steer.token_idx[bad], faults.NONFINITE_STREAM)
             delta = torch.zeros(n, self.hidden_size, dtype=torch.float32, device=steered.device)
             delta.index_copy_(0, steer.token_idx, steered - rows)

@@ -57,14 +57,14 @@ def residual_control_op(hidden_states: torch.Tensor, residual: torch.Tensor, lay
         stream = _stream(hidden_states, residual, steer.token_idx)
         bad = apply_steering(stream, steer)  # non-finite rows come back unsteered: fail their requests
         _write_stream(hidden_states, residual, steer.token_idx, stream)
-        if bool(bad.any()):
+        if bad is not None:
             state.fail_tokens(steer.token_idx[bad], NONFINITE_STREAM)
     adapt = plan.adapters.get(layer)
     if adapt is not None:  # a request has one control: these tokens are not the steered ones
         stream = _stream(hidden_states, residual, adapt.token_idx)
         bad = apply_adapter(stream, adapt, state.adapters[layer])
         _write_stream(hidden_states, residual, adapt.token_idx, stream)
-        if bool(bad.any()):
+        if bad is not None:
             state.fail_tokens(adapt.token_idx[bad], NONFINITE_STREAM)
 
 

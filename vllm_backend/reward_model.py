@@ -177,20 +177,3 @@ async def served_reward_models(configured: Mapping[str, Any], names: Sequence[st
                 raise RewardModelUnavailable(name, f"its engine did not start: {type(exc).__name__}: {exc}") from exc
             _served[name] = AsyncVLLMRewardModel(client, loop)
     return {name: _served[name] for name in wanted}
-    if _starting is None:
-        _starting = asyncio.Lock()
-    async with _starting:
-        from vllm.engine.arg_utils import AsyncEngineArgs
-        from vllm.v1.engine.async_llm import AsyncLLM
-
-        loop = asyncio.get_running_loop()
-        for name in missing:
-            if name in _served:
-                continue
-            cfg = configured[name]
-            args = AsyncEngineArgs(**prm_engine_kwargs(cfg.model, step_tag_id=cfg.step_tag_id, dtype=cfg.dtype,
-                                                       max_model_len=cfg.max_model_len,
-                                                       kv_cache_memory_bytes=cfg.kv_cache_memory_bytes))
-            client = await asyncio.to_thread(AsyncLLM.from_engine_args, args)
-            _served[name] = AsyncVLLMRewardModel(client, loop)
-    return {name: _served[name] for name in configured}

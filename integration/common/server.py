@@ -17,7 +17,8 @@ import urllib.request
 from pathlib import Path
 from typing import Mapping, Sequence
 
-__all__ = ["ServerStartError", "free_port", "start_openai_server", "stop_server", "wait_healthy"]
+__all__ = ["ServerStartError", "free_port", "settled_kv", "start_openai_server", "stop_server", "tree_rss",
+           "wait_healthy"]
 
 LOG_TAIL_CHARS = 6000
 
@@ -114,3 +115,15 @@ def tree_rss(pid: int) -> dict[str, int]:
         except psutil.NoSuchProcess:
             continue
     return rss
+
+
+def settled_kv(in_use, idle: float, deadline_s: float = 60.0) -> tuple[float, float]:
+    """Poll ``in_use()`` (an engine's KV gauge) until it is back at ``idle`` (what the engine was
+    still finishing, e.g. an abandoned stream or search, has ended) or ``deadline_s`` passed:
+    (KV in use then, seconds it took)."""
+    start = time.time()
+    used = in_use()
+    while used > idle and time.time() - start < deadline_s:
+        time.sleep(0.25)
+        used = in_use()
+    return used, time.time() - start

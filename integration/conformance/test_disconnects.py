@@ -5,26 +5,16 @@ leaves (the driver releases what it holds at once: ``ttc_plugins.search.driver.a
 
 from __future__ import annotations
 
-import time
 
 import openai
 import pytest
 
 from integration.common import figures, scenarios
+from integration.common.server import settled_kv
 
 LONG_SEARCH = {"strategy": "beam", "width": 4, "expand": 2, "max_steps": 16, "max_step_tokens": 16,
                "max_total_tokens": 256, "step_delimiter": "\n", "temperature": 0.0}
 PROMPT = "Problem: 3 + 4 = ?\nSolution:\n"
-
-
-def _settled(in_use, idle: float, deadline_s: float = 60.0) -> tuple[float, float]:
-    """(KV in use once settled, seconds it took)."""
-    start = time.time()
-    used = in_use()
-    while used > idle and time.time() - start < deadline_s:
-        time.sleep(0.25)
-        used = in_use()
-    return used, time.time() - start
 
 
 def _leave_early(engine_search_openai, kind: str) -> None:
@@ -59,9 +49,9 @@ def released(engine_name):
 @pytest.mark.parametrize("kind", ["search", "beam", "stream"])
 def test_a_client_that_leaves_mid_request_leaves_no_kv_held(engine_search_openai, engine_search_kv_in_use, released,
                                                             kind):
-    idle, _ = _settled(engine_search_kv_in_use, 0.0)
+    idle, _ = settled_kv(engine_search_kv_in_use, 0.0)
     _leave_early(engine_search_openai, kind)
-    used, took = _settled(engine_search_kv_in_use, idle)
+    used, took = settled_kv(engine_search_kv_in_use, idle)
     released[kind] = round(took, 1) if used <= idle else None
     assert used <= idle, f"KV still held {took:.0f} s after the client left: {used} (idle {idle})"
     client, model, _ = engine_search_openai

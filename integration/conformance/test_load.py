@@ -21,6 +21,7 @@ import openai
 from integration.common import figures as figures_
 from integration.common import scenarios
 from integration.common.concurrent import run_at_once
+from integration.common.server import settled_kv
 
 PROMPT = "Problem: 3 + 4 = ?\nSolution:\n"
 SEARCH = {"strategy": "best_of_n", "width": 2, "max_steps": 2, "max_step_tokens": 4, "max_total_tokens": 8,
@@ -99,17 +100,6 @@ def _complete_text(engine_search_openai, i: int, ttc: dict) -> str:
                                      extra_body=extra_body(ttc)).choices[0].text
 
 
-def _settled_kv(in_use, idle: float, deadline_s: float = 60.0) -> float:
-    """KV in use once the engine has finished what the run left behind (abandoned streams and
-    searches end on their own), or what is still held after ``deadline_s``."""
-    end = time.time() + deadline_s
-    used = in_use()
-    while used > idle and time.time() < end:
-        time.sleep(0.5)
-        used = in_use()
-    return used
-
-
 def test_mixed_load_leaves_no_kv_held_and_memory_settles(engine_search_openai, engine_name, engine_search_kv_in_use,
                                                          engine_search_server_rss):
     def run(n: int) -> collections.Counter:
@@ -128,7 +118,7 @@ def test_mixed_load_leaves_no_kv_held_and_memory_settles(engine_search_openai, e
         curve.append(sum(engine_search_server_rss().values()))
         if curve[-1] <= curve[-2] * (1 + WARMUP_SETTLED):
             break
-    idle_kv = _settled_kv(engine_search_kv_in_use, 0.0)
+    idle_kv, _ = settled_kv(engine_search_kv_in_use, 0.0)
     rss_before_by_process = engine_search_server_rss()
     rss_before = sum(rss_before_by_process.values())
     peak, running = [0.0], threading.Event()
@@ -146,7 +136,7 @@ def test_mixed_load_leaves_no_kv_held_and_memory_settles(engine_search_openai, e
         running.set()
         sampler.join(timeout=30)
     wall = time.time() - t0
-    kv_after = _settled_kv(engine_search_kv_in_use, idle_kv)
+    kv_after, _ = settled_kv(engine_search_kv_in_use, idle_kv)
     rss_after_by_process = engine_search_server_rss()
     rss_after = sum(rss_after_by_process.values())
     figures = {

@@ -136,5 +136,6 @@ def test_a_nonfinite_steered_row_is_left_unsteered_and_reported():
                        needs_state=False)
     bad = apply_steering(stream, table)
     assert bad.tolist() == [False, True]
+    assert apply_steering(torch.ones(2, H), table) is None  # all finite: nothing to report
     assert torch.equal(stream[1], original[1]) and torch.isfinite(stream).all()
     assert float(stream[0, 0]) == pytest.approx(3e38, rel=1e-6)

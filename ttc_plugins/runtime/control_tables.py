@@ -176,19 +176,19 @@ class ControlTables:
         return tables
 
 
-def apply_steering(stream: torch.Tensor, table: SteerTable) -> torch.Tensor:
+def apply_steering(stream: torch.Tensor, table: SteerTable) -> torch.Tensor | None:
     """Steer ``stream`` in place: the [M, H] residual-stream rows ``table.token_idx`` selected.
-    Returns the [M] bool mask of rows whose result was not finite: they are left unsteered
-    (:func:`.faults.restore_nonfinite`) and the backend fails their requests."""
+    Returns the [M] bool mask of rows whose result was not finite (``None`` when all are): they
+    are left unsteered (:func:`.faults.restore_nonfinite`) and the backend fails their requests."""
     original = stream.clone()
     residual_control(stream, table.token_slot, table.vectors.to(stream.dtype), table.scales, table.modes,
                      table.preserve_norm)
     return faults.restore_nonfinite(stream, original)
 
 
-def apply_adapter(stream: torch.Tensor, table: AdapterTable, adapter: Any) -> torch.Tensor:
+def apply_adapter(stream: torch.Tensor, table: AdapterTable, adapter: Any) -> torch.Tensor | None:
     """Add each token's TTC-adapter output (its own horizon, times its scale) to the [M, H] rows.
-    Returns the mask of rows whose result was not finite (left as they were; see above)."""
+    Returns the mask of rows whose result was not finite, or ``None`` (left as they were; see above)."""
     original = stream.clone()
     stream += table.scale[:, None].to(stream.dtype) * adapter(stream, table.horizon).to(stream.dtype)
     return faults.restore_nonfinite(stream, original)

@@ -129,12 +129,14 @@ def prepare_controls(pm: "TTCPluginManager", plan: ControlPlan) -> dict[int, Hoo
     return failed
 
 
-def restore_nonfinite(stream: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
+def restore_nonfinite(stream: torch.Tensor, original: torch.Tensor) -> torch.Tensor | None:
     """Rows of the updated ``stream`` ([M, H]) holding a NaN or infinity get ``original`` back
-    (their tokens stay unsteered); returns the [M] bool mask of those rows."""
+    (their tokens stay unsteered); returns the [M] bool mask of those rows, or ``None`` when every
+    row is finite (the one host sync is here: callers need not test the mask again)."""
     bad = ~torch.isfinite(stream).all(dim=-1)
-    if bool(bad.any()):
-        stream[bad] = original[bad].to(stream.dtype)
+    if not bool(bad.any()):
+        return None
+    stream[bad] = original[bad].to(stream.dtype)
     return bad
 
 
@@ -153,18 +155,18 @@ def _finite_within(x: float) -> bool:
 
 
 def _unsafe_write(vector: Any, scale: float, mode: int) -> str | None:
-    """Why writing ``scale`` x ``vector`` could make the residual stream non-finite, or ``None``."""
+    """Why writing ``scale`` x ``vector`` could make the residual stream non-finite, or ``None``:
+    not finite, or outside the bound every request's steering is held to (``check_write``)."""
+    from ttc_plugins.controls.steering import check_write
+    from ttc_plugins.errors import TTCParamError
+
     values = torch.as_tensor(vector, dtype=torch.float64)
     if not math.isfinite(scale) or not bool(torch.isfinite(values).all()):
         return "the steering vector or scale is not finite"
-    peak = float(values.abs().max()) if values.numel() else 0.0
-    limit = _max_write()
-    if mode == ControlPlan.MODE_PROJECT:  # the vector is a direction: only the scale is written
-        if abs(scale) <= limit and peak > 0:
-            return None
-        return f"project mode needs a non-zero vector and a scale within +-{limit:g} (got {scale:g})"
-    if peak > limit or abs(scale) * peak > limit:
-        return f"scale x vector peaks at {abs(scale) * peak:g}; it must stay within +-{limit:g}"
+    try:
+        check_write(values.tolist(), scale, "project" if mode == ControlPlan.MODE_PROJECT else "add")
+    except TTCParamError as exc:
+        return f"{exc.field}: {exc.message}"
     return None
 
 

@@ -52,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--problems", default="arith-short")
     ap.add_argument("--n", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--split", default=None, choices=["train", "dev", "test"], help="default: the unsplit set")
+    ap.add_argument("--concurrency", type=int, default=0,
+                    help="searches in flight: problems run in consecutive groups of this many (0: all at "
+                         "once); the row's problems per minute is n over the groups' total wall time")
     ap.add_argument("--width", type=int, action="append", help="repeatable; default 8")
     ap.add_argument("--config", action="append", required=True, help="strategy[:k=v,k=v] (repeatable)")
     ap.add_argument("--param", action="append", default=[], help="k=v for every run (as ttc bench --param)")
@@ -63,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     from ttc_plugins.problems import load_problems
 
     pm = get_plugin_manager()
-    problems = load_problems(args.problems, n=args.n, seed=args.seed)
+    problems = load_problems(args.problems, n=args.n, seed=args.seed, split=args.split)
     common = parse_params(args.param)
     widths = args.width or [8]
     plan = []
@@ -79,7 +83,13 @@ def main(argv: list[str] | None = None) -> int:
                                  "load_avg": os.getloadavg()}, "runs": []}
     for label, w, cfg in plan:
         tag = f"{label} w={w}"
-        results, wall, peak_blocks = solve(make_ops(), problems, cfg, pm=pm, prompt=prompt, label=tag)
+        group = args.concurrency or len(problems)
+        results, wall, peak_blocks, block_seconds = [], 0.0, 0, 0.0
+        for start in range(0, len(problems), group):
+            res, w, kv = solve(make_ops(), problems[start:start + group], cfg, pm=pm, prompt=prompt, label=tag)
+            results += res
+            wall += w
+            peak_blocks, block_seconds = max(peak_blocks, kv.peak_blocks), block_seconds + kv.block_seconds
         per = []
         for p, r in zip(problems, results):
             c = r.counters
@@ -93,12 +103,14 @@ def main(argv: list[str] | None = None) -> int:
                "peak_max": max(x["peak"] for x in per), "peak_mean": sum(x["peak"] for x in per) / len(per),
                "kv_sum": kv_sum, "kv_avg": kv_sum / max(1, rounds), "tokens": sum(x["tokens"] for x in per),
                "retained_nodes_sum": sum(x["retained_nodes_sum"] for x in per),
-               "peak_blocks": peak_blocks, "wall_s": round(wall, 1), "search": cfg, "per_search": per}
+               "peak_blocks": peak_blocks, "kv_block_seconds": round(block_seconds, 1), "wall_s": round(wall, 1),
+               "concurrency": group, "problems_per_min": round(60 * len(problems) / wall, 2), "search": cfg, "per_search": per}
         rows.append(row)
         doc["runs"].append(row)
         print(f"{tag:40s} acc {acc}/{len(per)}  peak max {row['peak_max']:5d} mean {row['peak_mean']:7.1f}  "
               f"paper-KV avg {row['kv_avg']:6.1f} sum {row['kv_sum']:6d}  tokens {row['tokens']:6d}  "
-              f"blocks {peak_blocks:4d}  {wall:6.1f}s", flush=True)
+              f"blocks {peak_blocks:4d}  block-s {block_seconds:8.1f}  {wall:6.1f}s "
+              f"({row['problems_per_min']:.1f} problems/min)", flush=True)
         if args.out:
             with open(args.out, "w") as fh:
                 json.dump(doc, fh, indent=1)

@@ -192,8 +192,7 @@ class SGLangEngineOps(EngineOpsBase):
         self.kv_samples += 1
         self.peak_used_tokens = max(self.peak_used_tokens, used)
         held = -(-used // self.page_size)
-        self.stats.blocks_held = held
-        self.stats.peak_blocks = max(self.stats.peak_blocks, held)
+        self._observe_blocks(held)
 
     def _engine_logprobs_are_raw(self, temperature: float) -> bool:
         return self.raw_logprobs_always or temperature <= 0 or temperature == 1.0

@@ -72,6 +72,11 @@ def ttc_register_scorers(register: Callable[[type], None]) -> None:
     :param register: call ``register(ScorerClass)``; the class has a unique ``name`` (the value of
         ``ttc.search.scorer``) and a pydantic ``Params`` model.
 
+    A scorer gets the prompt and the branch (``ScoreItem``), never the reference answer; one that
+    judges against the reference sets ``oracle = True`` and gets ``OracleItem`` s instead (its
+    searches are the pass@k ceiling; a prompt without a reference that names it is refused,
+    naming ``ttc.search.scorer``).
+
     Historic; runs in every process that builds a plugin manager.
     """
 

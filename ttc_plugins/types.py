@@ -147,19 +147,23 @@ class KVStats:
     """KV accounting for one request or branch, in tokens and engine blocks.
 
     ``tokens_reused`` are prompt tokens served from the prefix cache (or a parent's shared
-    blocks); ``tokens_computed`` are tokens the engine ran through the model.
+    blocks); ``tokens_computed`` are tokens the engine ran through the model. ``block_seconds``
+    is the engine's blocks in use integrated over time (blocks x seconds, read from the engine's
+    own gauge): what a search costs a server that holds its branches between rounds.
     """
 
     tokens_computed: int = 0
     tokens_reused: int = 0
     blocks_held: int = 0
     peak_blocks: int = 0
+    block_seconds: float = 0.0
 
     def add(self, other: "KVStats") -> None:
         self.tokens_computed += other.tokens_computed
         self.tokens_reused += other.tokens_reused
         self.blocks_held += other.blocks_held
         self.peak_blocks = max(self.peak_blocks, other.peak_blocks)
+        self.block_seconds += other.block_seconds
 
 
 @dataclass

@@ -278,8 +278,7 @@ class VLLMEngineOps(EngineOpsBase):
             return
         self._usage_samples += 1
         held = int(round(usage * self.total_blocks))
-        self.stats.blocks_held = held
-        self.stats.peak_blocks = max(self.stats.peak_blocks, held)
+        self._observe_blocks(held)
 
     async def _aprompt_token_logprobs(self, seqs: Sequence[Sequence[int]], starts: Sequence[int]) -> list[float]:
         """Summed prompt logprobs of ``seq[start:]`` for each sequence (one batch)."""
@@ -405,5 +404,4 @@ class AsyncVLLMEngineOps(VLLMEngineOps):
             return
         self._usage_samples += 1
         held = int(round(max(usage) * self.total_blocks))
-        self.stats.blocks_held = held
-        self.stats.peak_blocks = max(self.stats.peak_blocks, held)
+        self._observe_blocks(held)

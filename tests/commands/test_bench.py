@@ -44,10 +44,53 @@ def test_a_scoped_param_reaches_only_its_strategy():
     by = {r.strategy: r.config for r in plan}
     assert by["ets"]["kv_weight"] == 2.5 and "kv_weight" not in by["rebase"]
     assert by["ets"]["max_steps"] == by["rebase"]["max_steps"] == by["greedy"]["max_steps"] == 6
+    assert by["oracle"]["max_steps"] == 6 and "kv_weight" not in by["oracle"]
     with pytest.raises(typer.BadParameter, match="not one of --strategies"):
         bench_plan(["arith"], ["rebase"], [4], 0, params, pm=pm)
     with pytest.raises(typer.BadParameter, match="not a parameter name"):
         parse_params(["ets.kv-weight=1"], scoped=True)
+
+
+def test_rows_at_the_same_k_have_the_same_token_budget():
+    """Matched budgets (issue #16): every row at k may generate k x max_total_tokens per problem,
+    greedy 1 x; the oracle row is best-of-k with the oracle scorer."""
+    pm = TTCPluginManager(load_entrypoints=False)
+    strategies = ["self_consistency", "best_of_n", "beam", "dvts", "rebase", "ets", "particle_filter", "mcts"]
+    plan = bench_plan(["add-sub", "units"], strategies, [4, 8], 0, parse_params(["max_total_tokens=100"]), pm=pm)
+    assert len(plan) == 2 * (1 + 2 * (len(strategies) + 1))
+    for ps in ("add-sub", "units"):
+        rows = [r for r in plan if r.problem_set == ps]
+        (greedy,) = [r for r in rows if r.kind == "greedy"]
+        assert greedy.budget == 100 and greedy.config["temperature"] == 0.0
+        for k in (4, 8):
+            at_k = [r for r in rows if r.width == k]
+            assert {r.budget for r in at_k} == {100 * k} and len(at_k) == len(strategies) + 1
+            (oracle,) = [r for r in at_k if r.kind == "oracle"]
+            assert oracle.config["strategy"] == "best_of_n" and oracle.config["scorer"] == "integer_answer"
+            for r in at_k:
+                if r.kind == "search":
+                    assert r.config.get("scorer") in (None, "arith_steps") and r.config["width"] == k
+    # majority vote takes no scorer: it gets none rather than one it would ignore
+    assert all("scorer" not in r.config for r in plan if r.strategy == "self_consistency")
+
+
+@pytest.mark.parametrize("kwargs, option, needle", [
+    ({"scorer": "integer_answer"}, "--scorer", "oracle"),
+    ({"oracle": "arith_steps"}, "--oracle", "not an oracle"),
+    ({"scorer": "no_such"}, "--scorer", "unknown scorer"),
+])
+def test_an_oracle_cannot_score_a_search_row(kwargs, option, needle):
+    pm = TTCPluginManager(load_entrypoints=False)
+    with pytest.raises(typer.BadParameter, match=needle) as info:
+        bench_plan(["add-sub"], ["beam"], [4], 0, {}, pm=pm, **kwargs)
+    assert info.value.param_hint == option
+
+
+@pytest.mark.parametrize("key", ["token_budget", "width", "beam.token_budget"])
+def test_the_bench_owns_budget_and_width(key):
+    pm = TTCPluginManager(load_entrypoints=False)
+    with pytest.raises(typer.BadParameter, match="the bench sets it"):
+        bench_plan(["add-sub"], ["beam"], [4], 0, {key: 3}, pm=pm)
 
 
 @pytest.mark.parametrize("args, option, needle", [
@@ -56,6 +99,8 @@ def test_a_scoped_param_reaches_only_its_strategy():
     (["--widths", "two"], "--widths", "not an integer"),
     (["--problems", "arith,nope"], "--problems", "unknown problem set 'nope'"),
     (["--param", "max_steps=0"], "--param", "max_steps"),
+    (["--scorer", "integer_answer"], "--scorer", "oracle"),
+    (["--split", "validation"], "--split", "choose one of"),
 ])
 def test_bad_arguments_exit_with_a_usage_error_naming_the_option(app, tmp_path, args, option, needle):
     # --model is an empty directory: any engine start would fail, so these must fail before it
@@ -84,48 +129,63 @@ def test_bench_on_the_hf_engine_end_to_end(app, tmp_path):
 
     doc = json.loads((out / "bench.json").read_text())
     assert "--strategies beam --widths 2" in doc["command"] and doc["config"]["engine"] == "hf"
+    assert "--split test" in doc["command"] and doc["config"]["split"] == "test"
     assert doc["machine"]["cpus"] and doc["config"]["engine_version"].startswith("transformers ")
-    rows = {r["method"]: r for r in doc["rows"]}
-    assert [(r["set"], r["method"], r["width"]) for r in doc["rows"]] == [("arith", "greedy", 1), ("arith", "beam", 2)]
-    greedy, beam = rows["greedy"], rows["beam"]
-    probs = load_problems("arith", n=2, seed=1)
-    for r in (greedy, beam):
+    assert "load_average_start" in doc["machine"]
+    assert [(r["set"], r["kind"], r["method"], r["width"], r["budget"]) for r in doc["rows"]] == [
+        ("arith", "greedy", "greedy", 1, 8), ("arith", "search", "beam", 2, 16), ("arith", "oracle", "oracle", 2, 16)]
+    greedy, beam, oracle = doc["rows"]
+    probs = load_problems("arith", n=2, seed=1, split="test")
+    for r in (greedy, beam, oracle):
         assert r["n"] == 2 and r["accuracy"] == pytest.approx(r["correct"] / 2)
+        lo, hi = r["accuracy_ci95"]
+        assert 0 <= lo <= r["accuracy"] <= hi <= 1 and hi - lo > 0.3  # two problems: a wide interval
         assert set(r["correct_ids"]) <= {p.id for p in probs} and len(r["correct_ids"]) == r["correct"]
-        assert r["tokens_generated"] > 0 and r["tokens_computed"] >= r["tokens_generated"] and r["model_calls"] > 0
+        assert 0 < r["tokens_generated"] <= 2 * r["budget"] + 2 * r["width"]
+        assert r["tokens_computed"] >= r["tokens_generated"] and r["model_calls"] > 0
         assert r["peak_kv_blocks"] > 0 and r["peak_kv_tokens"] > 0 and r["wall_s"] > 0
         assert 1 <= r["retained_nodes_peak"] <= r["retained_nodes_sum"]
         assert 0 < r["kv_tokens_avg"] < r["peak_kv_tokens"]  # prompt excluded, averaged over rounds
     # greedy keeps one path per problem (<= 2 steps x 4 tokens) and one node; beam keeps two paths
     assert greedy["tokens_generated"] <= 2 * 8 and greedy["retained_nodes_peak"] == 1
     assert beam["model_calls"] > greedy["model_calls"] and beam["retained_nodes_peak"] == 2
-    # the search configs recorded are the ones run: greedy at temperature 0, beam with the params
-    runs = {r["method"]: r["search"] for r in doc["config"]["runs"]}
-    assert runs["greedy"]["temperature"] == 0.0 and runs["greedy"]["max_steps"] == 2
-    assert runs["beam"]["width"] == 2 and runs["beam"]["max_step_tokens"] == 4
+    # the oracle is pass@2: right whenever one of its two samples is
+    runs = {(r["kind"], r["method"]): r["search"] for r in doc["config"]["runs"]}
+    assert runs[("greedy", "greedy")]["temperature"] == 0.0 and runs[("greedy", "greedy")]["max_steps"] == 2
+    assert runs[("search", "beam")]["width"] == 2 and runs[("search", "beam")]["max_step_tokens"] == 4
+    assert runs[("search", "beam")]["scorer"] == "arith_steps" and runs[("search", "beam")]["token_budget"] == 16
+    assert runs[("oracle", "oracle")]["scorer"] == "integer_answer"
 
     # the markdown table has one row per JSON row, with the same numbers
     md = (out / "bench.md").read_text()
-    assert "engine: hf (transformers" in md and str(model) in md and "machine:" in md
+    assert "engine: hf (transformers" in md and str(model) in md and "machine:" in md and "load average" in md
     lines = [ln for ln in md.splitlines() if ln.startswith("| arith ")]
-    assert len(lines) == 2
-    for line in lines:
+    assert len(lines) == 3
+    (best,) = [ln for ln in md.splitlines() if ln.startswith("- arith, k=2: best search beam ")]
+    assert any(f"{w} beam k=2 " in best for w in ("difference:", "verdict:", ";")) and "arith beam" not in best
+    assert "vs greedy" in best or "beats greedy" in best or "worse than greedy" in best
+    assert f"oracle pass@2 {oracle['correct']}/2" in best
+    for line, r in zip(lines, doc["rows"]):
         cells = [c.strip() for c in line.strip("|").split("|")]
-        r = rows[cells[1]]
-        assert cells[2] == str(r["width"]) and cells[3].startswith(f"{r['correct']}/{r['n']} ")
-        assert cells[4] == str(r["tokens_generated"])
-        assert cells[5].startswith(f"{r['tokens_reused']} / {r['tokens_computed']} ")
-        assert cells[6:9] == [str(r["model_calls"]), str(r["peak_kv_blocks"]), str(r["peak_kv_tokens"])]
-        assert float(cells[9]) == r["peak_kv_tokens_mean"] <= r["peak_kv_tokens"]
-        assert float(cells[10]) == r["kv_tokens_avg"]
-        assert cells[11] == str(r["retained_nodes_peak"])
-        assert float(cells[12]) == pytest.approx(r["wall_s"], abs=0.006)
+        assert cells[1] == r["kind"] and cells[2] == ("oracle pass@2" if r["kind"] == "oracle" else r["method"])
+        assert cells[3:5] == [str(r["width"]), str(r["budget"])]
+        assert cells[5].startswith(f"{r['correct']}/{r['n']} ") and "[" in cells[5]
+        assert cells[6] == str(r["tokens_generated"])
+        assert cells[7] == f"{r['tokens_computed']} ({r['tokens_reused']})"
+        assert cells[8:10] == [str(r["model_calls"]), str(r["peak_kv_blocks"])]
+        assert float(cells[10]) == pytest.approx(r["kv_block_seconds"], abs=0.06)
+        assert cells[11] == str(r["peak_kv_tokens"])
+        assert float(cells[12]) == r["peak_kv_tokens_mean"] <= r["peak_kv_tokens"]
+        assert float(cells[13]) == r["kv_tokens_avg"]
+        assert cells[14] == str(r["retained_nodes_peak"])
+        assert float(cells[15]) == pytest.approx(r["wall_s"], abs=0.006)
 
     # the CSV has the same rows
     with open(out / "bench.csv", newline="") as f:
         got = list(csv.DictReader(f))
-    assert [(c["method"], int(c["tokens_generated"]), int(c["peak_kv_blocks"])) for c in got] == \
-        [(r["method"], r["tokens_generated"], r["peak_kv_blocks"]) for r in doc["rows"]]
+    assert [(c["kind"], c["method"], int(c["tokens_generated"]), int(c["peak_kv_blocks"])) for c in got] == \
+        [(r["kind"], r["method"], r["tokens_generated"], r["peak_kv_blocks"]) for r in doc["rows"]]
+    assert all(float(c["accuracy_ci95_low"]) <= float(c["accuracy"]) for c in got)
 
     for name in PLOTS:
         data = (out / name).read_bytes()

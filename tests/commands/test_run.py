@@ -19,6 +19,7 @@ from ttc_plugins.commands.run import (
     run,
     search_config,
     summarize,
+    verdict,
 )
 from ttc_plugins.errors import TTCParamError
 from ttc_plugins.manager import TTCPluginManager
@@ -119,15 +120,33 @@ def test_summarize_checks_answers_and_sums_counters():
         summarize("x", probs, results[:2], 1.0, 0)
 
 
-def test_report_table_shows_every_column():
-    reps = [MethodReport("greedy", 4, 1, 100, 0, 400, 4, 6, 3, 120, 1.25),
-            MethodReport("beam w=4", 4, 3, 900, 1280, 600, 40, 9, 12, 300, 10.0)]
-    console = Console(record=True, width=250)
-    console.print(report_table(reps, title="T"))
+def test_report_table_fits_80_columns():
+    reps = [MethodReport("greedy", 60, 21, 1_800, 0, 9_400, 60, 6, 3, 120, 12.25),
+            MethodReport("particle_filter k=16", 60, 39, 31_900, 41_280, 60_600, 940, 9, 212, 300, 410.0)]
+    console = Console(record=True, width=80)
+    console.print(report_table(reps, title="ttc run: add-sub (test) n=60 seed=0, smollm2-135m-instruct on vllm"))
     text = console.export_text()
-    for needle in ("greedy", "beam w=4", "1/4 (25%)", "3/4 (75%)", "1,280 / 600 (68% reused)", "0 / 400 (0% reused)",
-                   "peak KV blocks", "1.2 s", "10.0 s", "900"):
+    assert max(len(line) for line in text.splitlines()) <= 80
+    for needle in ("greedy", "particle_filter k=16", "21/60 [24-48%]", "39/60 [52-76%]", "31,900", "60,600",
+                   "212", "12.2 s", "410.0 s"):
         assert needle in text, needle
+
+
+def _report(method, correct_ids, n=40, tokens=1000, wall=10.0):
+    return MethodReport(method, n, len(correct_ids), tokens, 0, tokens, 1, 1, 1, 1, wall,
+                        correct_ids=list(correct_ids))
+
+
+def test_the_verdict_counts_a_lift_only_when_the_paired_test_says_so():
+    greedy = _report("greedy", [f"p{i}" for i in range(10)])
+    better = _report("beam k=4", [f"p{i}" for i in range(25)], tokens=4200, wall=35.0)
+    line = verdict(greedy, better)
+    assert line.startswith("verdict: beam k=4 beats greedy by +38 points (25/40 vs 10/40, paired p=")
+    assert "4.2x the tokens and 3.5x the time" in line
+    same = _report("beam k=4", [f"p{i}" for i in range(2, 13)])  # 11 vs 10, mostly the same problems
+    assert verdict(greedy, same).startswith("verdict: no significant difference: beam k=4 +3 points")
+    worse = _report("beam k=4", [])
+    assert "worse than greedy by 25 points" in verdict(greedy, worse)
 
 
 # -- the command ------------------------------------------------------------------------------
@@ -150,17 +169,21 @@ def test_run_on_the_hf_engine_end_to_end(app, tmp_path):
     model = build_tiny_llama()
     out = tmp_path / "run.json"
     res = CliRunner().invoke(app, [
-        "--engine", "hf", "--model", str(model), "--n", "2", "--seed", "1", "--strategy", "beam", "--width", "2",
+        "--engine", "hf", "--model", str(model), "--problems", "arith", "--n", "2", "--seed", "1",
+        "--strategy", "beam", "--width", "2",
         "--param", "max_steps=2", "--param", "max_step_tokens=4", "--param", "max_total_tokens=8",
         "--json", str(out),
-    ], env={"COLUMNS": "250"})
+    ], env={"COLUMNS": "80"})
     assert res.exit_code == 0, res.output
-    assert "greedy" in res.output and "beam w=2" in res.output and "reused" in res.output
+    assert "greedy" in res.output and "beam k=2" in res.output and "verdict: " in res.output
     assert "2/2" in res.output and "4/2" not in res.output  # each progress bar counts its own searches
     doc = json.loads(out.read_text())
     assert doc["config"]["search"]["width"] == 2 and doc["config"]["greedy"]["temperature"] == 0.0
-    greedy, beam = doc["methods"]["greedy"], doc["methods"]["beam w=2"]
-    probs = load_problems("arith", n=2, seed=1)
+    assert doc["config"]["search"]["scorer"] == "arith_steps" and doc["config"]["split"] == "test"
+    assert doc["verdict"].startswith("verdict: ") and doc["verdict"] in res.output.replace("\n", " ") or \
+        doc["verdict"][:40] in res.output
+    greedy, beam = doc["methods"]["greedy"], doc["methods"]["beam k=2"]
+    probs = load_problems("arith", n=2, seed=1, split="test")
     assert [p["id"] for p in doc["problems"]] == [p.id for p in probs]
     for m in (greedy, beam):
         assert m["n"] == 2 and 0 <= m["correct"] <= 2 and m["tokens_generated"] > 0 and m["model_calls"] > 0
@@ -168,3 +191,10 @@ def test_run_on_the_hf_engine_end_to_end(app, tmp_path):
     # greedy is one path per problem of at most 2 steps x 4 tokens; beam keeps 2 paths
     assert greedy["tokens_generated"] <= 2 * 8 < beam["tokens_generated"] + 2 * 8
     assert beam["model_calls"] > greedy["model_calls"]
+
+
+def test_majority_vote_gets_no_default_scorer(pm):
+    from ttc_plugins.commands.run import RUN_DEFAULTS
+
+    assert pm.strategies.get("self_consistency").default_scorer is None
+    assert RUN_DEFAULTS["scorer"] == "arith_steps" and not pm.scorers.get(RUN_DEFAULTS["scorer"]).oracle

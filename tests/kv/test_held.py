@@ -36,7 +36,7 @@ def test_a_search_step_hands_over_the_branch_reference():
     first, second = HeldState("a", freed.append), HeldState("b", freed.append)
     pm = TTCPluginManager(load_entrypoints=False)
     root = Branch("r", None, (1,))
-    state = SearchState(pm=pm, ctx=RequestContext("r"), params=SearchParams(), root=root, prompt="", reference=None,
+    state = SearchState(pm=pm, ctx=RequestContext("r"), params=SearchParams(), root=root, prompt="",
                         scorer=None)
     b = Branch("r.0", "r", (1,), handle=first)
     state._apply(b, Step(branch_id="r.0", text="x", token_ids=(2,), handle=second))

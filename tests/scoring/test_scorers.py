@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from ttc_plugins.scoring.aggregate import aggregate
-from ttc_plugins.scoring.base import ScoreItem, VerifyOp, run_scorer
+from ttc_plugins.scoring.base import OracleItem, ScoreItem, VerifyOp, run_scorer
 from ttc_plugins.search.engine import SyncEngineOps
 from ttc_plugins.scoring.self_eval import SelfEval, StepLogprob
 from ttc_plugins.scoring.step_checker import ArithmeticStepChecker, check_equations
@@ -44,7 +44,7 @@ def _branch(*steps: str) -> Branch:
 
 def test_outcome_verifiers_score_against_the_reference():
     ok, wrong, missing = _branch("2 * 3 = 6\n", "The answer is 6.\n"), _branch("The answer is 7.\n"), _branch("2 * 3 = 6\n")
-    items = [ScoreItem("p", ok, "6"), ScoreItem("p", wrong, "6"), ScoreItem("p", missing, "6")]
+    items = [OracleItem("p", ok, "6"), OracleItem("p", wrong, "6"), OracleItem("p", missing, "6")]
     assert [s.value for s in IntegerAnswer(IntegerAnswer.Params()).score(items)] == [1.0, 0.0, 0.0]
     scores = MathAnswer(MathAnswer.Params(missing_score=0.25)).score(items)
     assert [s.value for s in scores] == [1.0, 0.0, 0.25] and all(s.kind == "outcome" for s in scores)
@@ -91,3 +91,13 @@ def test_self_eval_asks_the_engine_once_per_batch_and_logprob_needs_none():
     assert len(judge.prompts) == 2 and judge.prompts[0].startswith("Q: 2*3?\n2 * 3 = 6\n") and "Yes or No" in judge.prompts[0]
     lp = StepLogprob(StepLogprob.Params()).score([ScoreItem("p", _branch("a b"))])[0]
     assert lp.value == pytest.approx(2.718281828 ** (-0.25))
+
+
+def test_an_unstated_answer_can_be_read_as_the_last_number():
+    from ttc_plugins.scoring.verifiers import final_number
+
+    assert final_number("46 - 28 = 18") == "18" and final_number("so 3 + 4 = 7\nThe answer is 7.") == "7"
+    assert final_number("Let me think.") is None
+    items = [OracleItem("p", _branch("46 - 28 = 18\n"), "18"), OracleItem("p", _branch("46 - 28 = 7\n"), "18")]
+    assert [s.value for s in IntegerAnswer(IntegerAnswer.Params()).score(items)] == [0.0, 0.0]
+    assert [s.value for s in IntegerAnswer(IntegerAnswer.Params(last_number=True)).score(items)] == [1.0, 0.0]

@@ -191,3 +191,14 @@ def test_kv_counters_sum_the_retained_tree_per_round_without_the_prompt():
     assert c.kv_tokens_sum == sum(sum(steps[: r + 1]) for r in range(3))
     assert c.peak_kv_tokens == len(engine.encode(PROMPT)) + sum(steps)
     assert c.kv_tokens_avg == c.kv_tokens_sum / 3
+
+
+@pytest.mark.parametrize("strategy", ALL)
+def test_every_strategy_keeps_within_its_token_budget(strategy):
+    """``token_budget`` caps a search's generated tokens whatever the strategy (matched-budget
+    benchmarks rely on it): at most one token per branch of the last round over it."""
+    width = 4
+    res, _, _ = _run(strategy, world=bushy_world(), width=width, temperature=1.0, token_budget=12)
+    unbounded, _, _ = _run(strategy, world=bushy_world(), width=width, temperature=1.0)
+    assert res.counters.tokens_generated <= 12 + 4 * width
+    assert res.counters.tokens_generated <= unbounded.counters.tokens_generated

@@ -35,6 +35,8 @@ from rich.table import Table
 from .engine_env import default_engine_name, prepare_engine_env
 from .engine_output import engine_output_to_stderr
 from .. import hookimpl
+from ..types import KVStats
+from .confidence import paired_p_value, wilson_interval
 
 __all__ = [
     "DEFAULT_STEP_PARAMS",
@@ -56,9 +58,14 @@ DEFAULT_STEP_PARAMS: dict[str, Any] = {
     "max_step_tokens": 48,
     "max_steps": 10,
     "max_total_tokens": 320,
+    # a path scores as its worst step: one wrong calculation sinks it (what a process verifier is for)
+    "aggregation": "min",
 }
 VLLM_MAX_MODEL_LEN = 2048
-VLLM_KV_CACHE_BYTES = 512 * 2**20
+# room for the searches' branches held in the engine between rounds: a width-8 search holds about
+# 8 blocks (128 tokens each on CPU) beside its prompt; 4 GiB is ~730 such blocks of SmolLM2 in
+# float32 (46 KB a token). When they do not fit, the engine queues searches; it does not fail.
+VLLM_KV_CACHE_BYTES = 4 * 2**30
 
 
 class RunEngine(str, Enum):
@@ -143,6 +150,7 @@ class MethodReport:
     peak_kv_blocks: int
     peak_kv_tokens: int
     wall_s: float
+    kv_block_seconds: float = 0.0
     answers: list[Optional[str]] = field(default_factory=list)
     correct_ids: list[str] = field(default_factory=list)
 
@@ -157,8 +165,9 @@ class MethodReport:
 
 
 def summarize(method: str, problems: Sequence[Any], results: Sequence[Any], wall_s: float,
-              peak_kv_blocks: int) -> MethodReport:
-    """Score ``results`` (one SearchResult per problem, same order) and sum their counters."""
+              peak_kv_blocks: int, kv_block_seconds: float = 0.0) -> MethodReport:
+    """Score ``results`` (one SearchResult per problem, same order) and sum their counters;
+    ``peak_kv_blocks`` / ``kv_block_seconds`` are the engine's, read during the run."""
     if len(problems) != len(results):
         raise ValueError(f"{len(results)} results for {len(problems)} problems")
     correct_ids = [p.id for p, r in zip(problems, results) if p.check(r.answer if r.answer is not None else r.text)]
@@ -169,23 +178,41 @@ def summarize(method: str, problems: Sequence[Any], results: Sequence[Any], wall
         tokens_computed=sum(x.tokens_computed for x in c), model_calls=sum(x.model_calls for x in c),
         engine_rounds=max((x.engine_rounds for x in c), default=0), peak_kv_blocks=peak_kv_blocks,
         peak_kv_tokens=max((x.peak_kv_tokens for x in c), default=0), wall_s=wall_s,
-        answers=[r.answer for r in results], correct_ids=correct_ids,
+        kv_block_seconds=round(kv_block_seconds, 1), answers=[r.answer for r in results], correct_ids=correct_ids,
     )
 
 
 def report_table(reports: Sequence[MethodReport], *, title: str = "ttc run") -> Table:
-    table = Table(title=title, header_style="bold")
-    for col in ("method", "accuracy", "tokens generated", "reused / computed", "model calls", "rounds",
-                "peak KV blocks", "peak KV tokens", "wall time"):
-        table.add_column(col, justify="left" if col == "method" else "right")
+    """The report, narrow enough for an 80-column terminal: accuracy with its 95% interval and the
+    costs a user compares (the other counters are in ``--json``)."""
+    from rich import box
+
+    table = Table(title=title, header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for col in ("method", "correct [95% CI]", "tokens", "computed", "KV blocks", "time"):
+        table.add_column(col, justify="left" if col == "method" else "right", no_wrap=True)
     for r in reports:
-        share = r.tokens_reused / (r.tokens_reused + r.tokens_computed) if r.tokens_reused + r.tokens_computed else 0.0
-        table.add_row(
-            r.method, f"{r.correct}/{r.n} ({100 * r.accuracy:.0f}%)", f"{r.tokens_generated:,}",
-            f"{r.tokens_reused:,} / {r.tokens_computed:,} ({100 * share:.0f}% reused)", f"{r.model_calls:,}",
-            str(r.engine_rounds), str(r.peak_kv_blocks), f"{r.peak_kv_tokens:,}", f"{r.wall_s:.1f} s",
-        )
+        lo, hi = wilson_interval(r.correct, r.n)
+        table.add_row(r.method, f"{r.correct}/{r.n} [{100 * lo:.0f}-{100 * hi:.0f}%]", f"{r.tokens_generated:,}",
+                      f"{r.tokens_computed:,}", str(r.peak_kv_blocks), f"{r.wall_s:.1f} s")
     return table
+
+
+def verdict(greedy: MethodReport, search: MethodReport) -> str:
+    """One line: did the search beat greedy on these problems, and at what cost. The lift counts
+    only when the paired exact test (same problems) says p < 0.05."""
+    g, s = set(greedy.correct_ids), set(search.correct_ids)
+    p = paired_p_value(len(s - g), len(g - s))
+    points = 100 * (search.accuracy - greedy.accuracy)
+    tokens = search.tokens_generated / max(1, greedy.tokens_generated)
+    time_ratio = search.wall_s / greedy.wall_s if greedy.wall_s > 0 else float("inf")
+    if p < 0.05 and points > 0:
+        head = f"{search.method} beats greedy by {points:+.0f} points"
+    elif p < 0.05:
+        head = f"{search.method} is worse than greedy by {-points:.0f} points"
+    else:
+        head = f"no significant difference: {search.method} {points:+.0f} points vs greedy"
+    return (f"verdict: {head} ({search.correct}/{search.n} vs {greedy.correct}/{greedy.n}, paired p={p:.2g}) "
+            f"for {tokens:.1f}x the tokens and {time_ratio:.1f}x the time")
 
 
 class _Observed:
@@ -238,9 +265,10 @@ class _FinishCounter:
 
 
 def solve(ops: Any, problems: Sequence[Any], config: dict[str, Any], *, pm: Any, prompt: Callable[[Any], str],
-          label: str, progress: Any = None) -> tuple[list[Any], float, int]:
+          label: str, progress: Any = None) -> tuple[list[Any], float, KVStats]:
     """Run one method over every problem in one concurrent batch of searches on ``ops`` (a fresh
-    EngineOps, so its KV peak is this run's); returns (results, wall seconds, peak KV blocks)."""
+    EngineOps, so its KV figures are this run's); returns (results, wall seconds, the engine's KV
+    stats: peak blocks, block-seconds)."""
     from ..search.driver import SearchPrompt, run_search
 
     task = progress.add_task(label, total=len(problems)) if progress is not None else None
@@ -264,12 +292,14 @@ def solve(ops: Any, problems: Sequence[Any], config: dict[str, Any], *, pm: Any,
         if counter_name is not None:
             pm.unregister(counter_name)
     wall = time.perf_counter() - t0
-    return results, wall, ops.kv_stats().peak_blocks
+    return results, wall, ops.kv_stats()
 
 
 # -- engines ------------------------------------------------------------------------------------
-def _open_engine(engine: RunEngine, model: Path, pm: Any) -> tuple[Callable[[], Any], Any]:
-    """(a factory of fresh EngineOps on one loaded engine, the tokenizer)."""
+def _open_engine(engine: RunEngine, model: Path, pm: Any, fork: bool = True) -> tuple[Callable[[], Any], Any]:
+    """(a factory of fresh EngineOps on one loaded engine, the tokenizer). With ``fork`` vLLM runs
+    the TTC scheduler: a search's branches stay in the engine between rounds and children fork
+    in place (no re-prefill of the prefix)."""
     if engine is RunEngine.vllm:
         try:
             from vllm import LLM
@@ -277,6 +307,7 @@ def _open_engine(engine: RunEngine, model: Path, pm: Any) -> tuple[Callable[[], 
             from ..errors import TTCError
 
             raise TTCError(f"--engine vllm: cannot import vllm ({type(exc).__name__}: {exc})") from None
+        from ..vllm_backend.frontend import BEAM_SCHEDULER
         from ..vllm_backend.search_ops import VLLMEngineOps, llm_kwargs
 
         import torch
@@ -284,8 +315,9 @@ def _open_engine(engine: RunEngine, model: Path, pm: Any) -> tuple[Callable[[], 
         # CPUs without AVX512-BF16 run bf16 about 2x slower than float32 (SmolLM2-135M, greedy
         # 10 x 48 tokens on this project's 2-core box: 16.3 s bf16 vs 8.0 s float32).
         dtype = "auto" if torch.cuda.is_available() else "float32"
+        extra = {"scheduler_cls": BEAM_SCHEDULER} if fork else {}
         llm = LLM(**llm_kwargs(str(model), max_model_len=VLLM_MAX_MODEL_LEN, dtype=dtype,
-                               kv_cache_memory_bytes=VLLM_KV_CACHE_BYTES))
+                               kv_cache_memory_bytes=VLLM_KV_CACHE_BYTES, **extra))
         return (lambda: VLLMEngineOps(llm, pm=pm)), llm.get_tokenizer()
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -307,7 +339,7 @@ def _prompter(tokenizer: Any, chat: bool) -> Callable[[Any], str]:
 
 
 # -- the command --------------------------------------------------------------------------------
-def start_engine(engine: RunEngine, model: Optional[Path], pm: Any, *, raw: bool = False
+def start_engine(engine: RunEngine, model: Optional[Path], pm: Any, *, raw: bool = False, fork: bool = True
                  ) -> tuple[Path, Callable[[], Any], Callable[[Any], str], float]:
     """Load one engine for a command: ``(model dir, a factory of fresh EngineOps, the problem ->
     prompt function, seconds it took)``. ``model=None`` is the default model (prepared on first use)."""
@@ -318,37 +350,61 @@ def start_engine(engine: RunEngine, model: Optional[Path], pm: Any, *, raw: bool
         model = default_model_path()
     t_load = time.perf_counter()
     with Console(stderr=True).status(f"starting {engine.value} on {model.name}"):
-        make_ops, tokenizer = _open_engine(engine, model, pm)
+        make_ops, tokenizer = _open_engine(engine, model, pm, fork=fork)
     return model, make_ops, _prompter(tokenizer, chat=not raw), time.perf_counter() - t_load
 
 
+# What the measurements chose (benchmarks/results/: families-smollm2.md, value-smollm2-k4/,
+# value-smollm2-dev-t03/, value-smollm2-t03/): a family the default model partly solves, the most
+# accurate search there that never reads the answer (best-of-4 scored by the calculator verifier),
+# and its sampling temperature, chosen on the dev split (0.8 sinks this model's samples). The verdict
+# line says whatever the run measures; docs/benchmarks/value.md has the tables.
+RUN_DEFAULTS: dict[str, Any] = {"problems": "compare", "n": 60, "strategy": "best_of_n", "width": 4,
+                                "scorer": "arith_steps", "temperature": 0.3}
+
+
 def run(
-    problems: str = typer.Option("arith", "--problems", "-p", help="Bundled problem set (arith, modular)."),
-    n: int = typer.Option(20, "--n", min=1, help="Number of problems."),
+    problems: str = typer.Option(RUN_DEFAULTS["problems"], "--problems", "-p", help="Bundled problem set."),
+    n: int = typer.Option(RUN_DEFAULTS["n"], "--n", min=1, help="Number of problems."),
+    split: str = typer.Option("test", "--split", help="Problem split: train, dev, test (disjoint) or all."),
     seed: int = typer.Option(0, "--seed", min=0, help="Problem-set seed (also the search seed)."),
-    strategy: str = typer.Option("beam", "--strategy", "-s", help="Registered search strategy (listed below)."),
-    width: int = typer.Option(4, "--width", "-w", min=1, help="Samples / beams / particles."),
-    scorer: Optional[str] = typer.Option(None, "--scorer",
-                                         help="Registered scorer (listed below; default: the strategy's)."),
-    param: list[str] = typer.Option([], "--param", help="Extra search parameter key=value (repeatable)."),
+    strategy: str = typer.Option(RUN_DEFAULTS["strategy"], "--strategy", "-s",
+                                 help="Registered search strategy (listed below)."),
+    width: int = typer.Option(RUN_DEFAULTS["width"], "--width", "-w", min=1, help="Samples / beams / particles."),
+    scorer: Optional[str] = typer.Option(None, "--scorer", help="Registered scorer (listed below); default: "
+                                         f"{RUN_DEFAULTS['scorer']} for strategies that take one."),
+    param: list[str] = typer.Option([], "--param", help="Extra search parameter key=value (repeatable); "
+                                    f"defaults: temperature={RUN_DEFAULTS['temperature']}, max_total_tokens: the "
+                                    "problem set's."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model directory (default: the default model)."),
     engine: Optional[RunEngine] = typer.Option(None, "--engine", "-e", help="Default: vllm if installed, else hf."),
+    fork: bool = typer.Option(True, "--fork/--no-fork", help="vLLM: run the TTC scheduler, so searches hold "
+                              "their branches in the engine between rounds and fork them in place."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the report to this JSON file."),
     no_greedy: bool = typer.Option(False, "--no-greedy", help="Skip the greedy baseline."),
     raw: bool = typer.Option(False, "--raw", help="Send problems without the chat template."),
 ) -> None:
-    """Solve N seeded problems with a search strategy and with greedy decoding; print accuracy and cost."""
+    """Solve N seeded problems with a search strategy and with greedy decoding; print accuracy, cost
+    and a one-line verdict."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from ..manager import get_plugin_manager
-    from ..problems import load_problems
+    from ..problems import PROBLEM_SETS, SPLITS, load_problems
 
     params = parse_params(param)
+    if split not in (*SPLITS, "all"):
+        raise typer.BadParameter(f"{split!r}: choose one of {', '.join(SPLITS)}, all", param_hint="--split")
     try:
-        probs = load_problems(problems, n=n, seed=seed)
+        probs = load_problems(problems, n=n, seed=seed, split=None if split == "all" else split)
     except KeyError as exc:
         raise typer.BadParameter(str(exc.args[0]), param_hint="--problems") from None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--n") from None
+    params.setdefault("max_total_tokens", PROBLEM_SETS[problems].path_tokens)
+    params.setdefault("temperature", RUN_DEFAULTS["temperature"])
     pm = get_plugin_manager()
+    if scorer is None and strategy in pm.strategies.names() and pm.strategies.get(strategy).default_scorer:
+        scorer = RUN_DEFAULTS["scorer"]  # majority vote / first finish need none and get none
     cfg = search_config(strategy, width, scorer, seed, params, pm=pm)
     greedy = None if no_greedy else greedy_config(cfg, pm=pm)
     engine = engine or RunEngine(default_engine_name())
@@ -357,24 +413,28 @@ def run(
     err = Console(stderr=True)
     reports: list[MethodReport] = []
     per_method: dict[str, list[Any]] = {}
-    label = f"{strategy} w={width}"
+    label = f"{strategy} k={width}"
     plan = ([("greedy", greedy)] if greedy is not None else []) + [(label, cfg)]
     with engine_output_to_stderr():  # stdout carries the report only
-        model, make_ops, prompt, load_s = start_engine(engine, model, pm, raw=raw)
+        model, make_ops, prompt, load_s = start_engine(engine, model, pm, raw=raw, fork=fork)
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=err, transient=False) as progress:
             for name, conf in plan:
-                results, wall, peak = solve(make_ops(), probs, conf, pm=pm, prompt=prompt, label=name,
-                                            progress=progress)
-                reports.append(summarize(name, probs, results, wall, peak))
+                results, wall, kv = solve(make_ops(), probs, conf, pm=pm, prompt=prompt, label=name,
+                                          progress=progress)
+                reports.append(summarize(name, probs, results, wall, kv.peak_blocks, kv.block_seconds))
                 per_method[name] = results
 
     out = Console()
-    title = f"ttc run: {problems} n={n} seed={seed} on {model.name} ({engine.value}, engine start {load_s:.1f} s)"
+    title = f"ttc run: {problems} ({split}) n={n} seed={seed}, {model.name} on {engine.value}"
     out.print(report_table(reports, title=title))
+    line = verdict(reports[0], reports[1]) if len(reports) == 2 else None
+    if line is not None:
+        out.print(line, highlight=False)
     if json_out is not None:
         doc = {
-            "config": {"problems": problems, "n": n, "seed": seed, "strategy": strategy, "search": cfg,
+            "verdict": line,
+            "config": {"problems": problems, "n": n, "split": split, "seed": seed, "strategy": strategy, "search": cfg,
                        "greedy": greedy, "model": str(model), "engine": engine.value, "chat": not raw},
             "machine": {"python": platform.python_version(), "platform": platform.platform(),
                         "cpus": os.cpu_count(), "engine_start_s": load_s},

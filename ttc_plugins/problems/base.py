@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..scoring.verifiers import extract_answer, integers_equal
+from ..scoring.verifiers import final_number, integers_equal
 
 INSTRUCTION = (
     "Solve the problem step by step, one step per line, each step one calculation "
@@ -32,10 +32,12 @@ class Problem:
 
     def check(self, text_or_answer: str | None) -> bool:
         """Whether a completion (or a bare answer) is correct: the answer stated in it (``The
-        answer is N``, ``\\boxed{N}``, ``#### N``) or the bare text equals the reference."""
+        answer is N``, ``\\boxed{N}``, ``#### N``), else its last number, equals the reference.
+        (A completion that stops at ``46 - 28 = 18`` answered 18: the usual reading, the same for
+        every method.)"""
         if text_or_answer is None:
             return False
-        stated = extract_answer(text_or_answer)
+        stated = final_number(text_or_answer)
         return integers_equal(stated if stated is not None else text_or_answer.strip(), self.answer)
 
     def search_prompt(self):
@@ -53,3 +55,6 @@ class ProblemSet:
     generate: Callable[[int, int], list[Problem]]
     default_seed: int = 0
     default_size: int = 60
+    #: a solution path's token cap that fits the set (``ttc run``'s default ``max_total_tokens``):
+    #: a one-step answer needs ~30 tokens, and a path that rambles past the cap is wrong anyway
+    path_tokens: int = 320

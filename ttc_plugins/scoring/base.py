@@ -37,11 +37,18 @@ class NoParams(RequestModel):
 
 @dataclass(frozen=True)
 class ScoreItem:
-    """One thing to score: the search's prompt text, the branch (its text, steps, tokens) and the
-    reference answer when the problem has one."""
+    """One thing to score: the search's prompt text and the branch (its text, steps, tokens).
+    It has no reference answer: a scorer that is not an oracle cannot read one."""
 
     prompt: str
     branch: Branch
+
+
+@dataclass(frozen=True)
+class OracleItem(ScoreItem):
+    """What an oracle scorer (``Scorer.oracle``) gets: a :class:`ScoreItem` plus the problem's
+    reference answer. The driver builds these for oracle scorers only."""
+
     reference: str | None = None
 
 
@@ -78,6 +85,10 @@ class Scorer:
     Params: ClassVar[type[BaseModel]] = NoParams
     kind: ClassVar[Literal["process", "outcome"]] = "process"
     uses_engine: ClassVar[bool] = False
+    #: reads the problem's reference answer (:class:`OracleItem`): its search is the pass@k
+    #: ceiling, not a search a user can run on a new question; benchmarks report it apart.
+    #: Every other scorer gets plain :class:`ScoreItem` s, which hold no reference.
+    oracle: ClassVar[bool] = False
 
     def __init__(self, params: BaseModel):
         self.params = params

@@ -1,7 +1,8 @@
 """Programmatic outcome verifiers: extract a final answer from a path and check it against the
 problem's reference (integers; math expressions through sympy).
 
-Registered scorers (outcome kind, no engine calls):
+Registered scorers (outcome kind, no engine calls; both are oracles, ``Scorer.oracle``: they
+read the reference answer, so a search with them is the pass@k ceiling, never a search row):
 
 - ``integer_answer``: 1.0 when the extracted answer is the reference integer, else 0.0;
 - ``math_answer``: 1.0 when the extracted answer equals the reference as a number or as a
@@ -20,7 +21,7 @@ from ttc_plugins.request_model import RequestModel
 
 from .. import hookimpl
 from ..types import Score
-from .base import Scorer, ScoreItem
+from .base import OracleItem, Scorer
 
 _BOXED = re.compile(r"\\boxed\s*\{")
 _MARKERS = re.compile(r"(?:####|(?:final\s+)?answer\s*(?:is|:|=)\s*:?)\s*", re.IGNORECASE)
@@ -51,6 +52,19 @@ def extract_answer(text: str) -> str | None:
     rest = text[matches[-1].end() :].split("\n", 1)[0].strip()
     rest = re.sub(r"[.\s]+$", "", rest).strip().strip("$").strip()
     return rest or None
+
+
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+def final_number(text: str) -> str | None:
+    """The answer a text gives: the stated one (:func:`extract_answer`), else its last number
+    (a completion that stops at ``46 - 28 = 18`` answered 18). ``None`` when it has neither."""
+    stated = extract_answer(text)
+    if stated is not None:
+        return stated
+    numbers = _NUMBER.findall(text)
+    return numbers[-1] if numbers else None
 
 
 def _to_fraction(s: str) -> Fraction | None:
@@ -119,17 +133,20 @@ def math_equal(answer: str | None, reference: str | None, *, tol: float = 1e-9) 
 
 
 class _FinalAnswerScorer(Scorer):
-    """Outcome scorer: 1.0 when the path's extracted final answer matches the reference."""
+    """Outcome scorer: 1.0 when the path's extracted final answer matches the reference. An
+    oracle: it reads the gold answer, so its searches measure the pass@k ceiling."""
 
     kind = "outcome"
+    oracle = True
 
     def matches(self, answer: str, reference) -> bool:
         raise NotImplementedError
 
-    def score(self, items: Sequence[ScoreItem]) -> list[Score]:
+    def score(self, items: Sequence[OracleItem]) -> list[Score]:
         out = []
+        read = final_number if self.params.last_number else extract_answer
         for it in items:
-            ans = extract_answer(it.branch.text)
+            ans = read(it.branch.text)
             if ans is None:
                 out.append(self._score(self.params.missing_score, answer=None))
             else:
@@ -145,6 +162,8 @@ class IntegerAnswer(_FinalAnswerScorer):
     class Params(RequestModel):
         model_config = ConfigDict(frozen=True)
         missing_score: float = Field(0.0, description="score of a path that states no answer")
+        last_number: bool = Field(False, description="judge a path that states no answer by its last number "
+                                  "(as the bundled problems are checked)")
 
     def matches(self, answer: str, reference) -> bool:
         return integers_equal(answer, reference)
@@ -159,6 +178,7 @@ class MathAnswer(_FinalAnswerScorer):
         model_config = ConfigDict(frozen=True)
         missing_score: float = 0.0
         tolerance: float = Field(1e-9, ge=0.0)
+        last_number: bool = Field(False, description="judge a path that states no answer by its last number")
 
     def matches(self, answer: str, reference) -> bool:
         return math_equal(answer, reference, tol=self.params.tolerance)

@@ -21,6 +21,7 @@ from .sampling import final_choice
 
 class AStarParams(SearchParams):
     expand: int = Field(2, ge=1, le=64, description="children per popped path")
+    # the shared budget (SearchParams.token_budget), which A* always needs: a default here
     token_budget: int = Field(2048, ge=1, description="generated tokens the search may spend")
     length_penalty: float = Field(0.0, ge=0.0, description="priority cost per step")
 

@@ -167,7 +167,6 @@ class SearchState:
         params: SearchParams,
         root: Branch,
         prompt: str,
-        reference: str | None,
         scorer: "Scorer | None",
     ):
         self.pm = pm
@@ -175,7 +174,8 @@ class SearchState:
         self.params = params
         self.root = root
         self.prompt = prompt
-        self.reference = reference
+        # no reference answer here: strategies never see it; the driver hands it to oracle
+        # scorers only (scoring.base.OracleItem)
         self.scorer = scorer
         self.counters = SearchCounters(branches_created=1)
         self.rng = random.Random(_seed_for(params.seed, ctx.request_id))
@@ -233,12 +233,19 @@ class SearchState:
         that finished are released."""
         todo = [b for b in branches if not b.finished and b.id not in self.released]
         todo = self._evict(todo)
+        todo = self._within_budget(todo)
         if not todo:
             return []
         self._note_retained(todo)
+        # a search's token budget is shared by the branches of this round, so one round cannot
+        # overshoot it by more than a token per branch
+        budget = self.params.token_budget
+        share = None if budget is None else max(1, (budget - self.counters.tokens_generated) // len(todo))
         requests = []
         for b in todo:
             left = self.params.max_total_tokens - len(b.token_ids)
+            if share is not None:
+                left = min(left, share)
             until = self._until
             if left < until.max_tokens:
                 until = type(until)(delimiter=until.delimiter, max_tokens=max(1, left), stop=until.stop)
@@ -320,6 +327,17 @@ class SearchState:
             b.finished, b.finish_reason = True, "max_steps"
         elif len(b.token_ids) >= self.params.max_total_tokens:
             b.finished, b.finish_reason = True, "length"
+
+    def _within_budget(self, branches: list[Branch]) -> list[Branch]:
+        """All of ``branches`` while the search's token budget lasts; once it is spent they end
+        (finish reason ``budget``) and are released: the strategy then picks among what it has."""
+        budget = self.params.token_budget
+        if budget is None or self.counters.tokens_generated < budget:
+            return branches
+        for b in branches:
+            b.finished, b.finish_reason = True, "budget"
+        self.release(branches)
+        return []
 
     def _evict(self, branches: list[Branch]) -> list[Branch]:
         budget = self.params.kv_budget_tokens

@@ -30,7 +30,8 @@ _request_ids = itertools.count()
 
 @dataclass(frozen=True)
 class SearchPrompt:
-    """A prompt with an optional reference answer (for verifier scorers) and request id."""
+    """A prompt with an optional reference answer (read only by oracle scorers, ``Scorer.oracle``)
+    and request id."""
 
     text: str
     reference: str | None = None
@@ -171,9 +172,13 @@ def _rounds(engine_ops, prompts, params, pm):
         if len(per_prompt) != len(items):
             raise TTCParamError("ttc.search", f"{len(per_prompt)} parameter objects for {len(items)} prompts")
     resolved = [resolve_search(pm, p) for p in per_prompt]
-    for _, _, scorer in resolved:
+    for item, (_, _, scorer) in zip(items, resolved):
         if scorer is not None:
             scorer.check(engine_ops)
+            if scorer.oracle and item.reference is None:
+                raise TTCParamError("ttc.search.scorer", f"{scorer.name!r} is an oracle: it scores against the "
+                                    "problem's reference answer, and this prompt has none; use a scorer that "
+                                    "judges the text itself (e.g. arith_steps, self_eval, logprob, prm)")
 
     searches: list[dict[str, Any]] = []
     for item, raw, (strategy_cls, sp, scorer) in zip(items, per_prompt, resolved):
@@ -183,10 +188,10 @@ def _rounds(engine_ops, prompts, params, pm):
         ctx = RequestContext(request_id=rid, params=TTCParams(search=named), prompt_token_ids=prompt_ids,
                              engine=getattr(engine_ops, "name", ""))
         root = Branch(id=rid, parent_id=None, prompt_token_ids=prompt_ids)
-        state = SearchState(pm=pm, ctx=ctx, params=sp, root=root, prompt=item.text, reference=item.reference,
-                            scorer=scorer)
+        state = SearchState(pm=pm, ctx=ctx, params=sp, root=root, prompt=item.text, scorer=scorer)
         strategy = strategy_cls(sp)
         searches.append({"state": state, "strategy": strategy, "gen": strategy.run(state), "op": None,
+                         "reference": item.reference,
                          "selection": None, "t0": time.perf_counter(), "wall": 0.0})
 
     def advance(s: dict[str, Any], value: Any) -> None:
@@ -218,11 +223,14 @@ def _rounds(engine_ops, prompts, params, pm):
             for s in scores:
                 groups[s["state"].scorer.batch_key()].append(s)
             for group in groups.values():
-                from ..scoring.base import ScoreItem
+                from ..scoring.base import OracleItem, ScoreItem
 
                 scorer = group[0]["state"].scorer
-                batch = [ScoreItem(prompt=s["state"].prompt, branch=b, reference=s["state"].reference)
-                         for s in group for b in s["op"].branches]
+                if scorer.oracle:
+                    batch = [OracleItem(prompt=s["state"].prompt, branch=b, reference=s["reference"])
+                             for s in group for b in s["op"].branches]
+                else:  # the reference answer never reaches a scorer that is not an oracle
+                    batch = [ScoreItem(prompt=s["state"].prompt, branch=b) for s in group for b in s["op"].branches]
                 out = yield ("score", (scorer, batch))
                 _hand_out(results, group, out, lambda op: op.branches)
             by_embedder: dict[int, list[dict[str, Any]]] = defaultdict(list)

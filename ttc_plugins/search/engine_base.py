@@ -10,6 +10,7 @@ also overrides :meth:`EngineOpsBase.run`."""
 from __future__ import annotations
 
 import math
+import time
 from typing import Any, Callable, Coroutine, Mapping, Sequence, TypeVar
 
 from ..types import KVStats, RequestContext, Step
@@ -33,6 +34,7 @@ class EngineOpsBase:
         self.pm = pm
         self.add_bos = add_bos
         self.stats = KVStats()
+        self._blocks_since: float | None = None  # when blocks_held was last read from the engine
         self.calls = {"extend": 0, "score_logprobs": 0, "verify_prob": 0, "embed": 0}
         self.sequences = 0
 
@@ -80,8 +82,22 @@ class EngineOpsBase:
         return self.run(self.aembed(texts))
 
     def kv_stats(self) -> KVStats:
+        self._observe_blocks(self.stats.blocks_held, sampled=False)  # held until now
         return KVStats(tokens_computed=self.stats.tokens_computed, tokens_reused=self.stats.tokens_reused,
-                       blocks_held=self.stats.blocks_held, peak_blocks=self.stats.peak_blocks)
+                       blocks_held=self.stats.blocks_held, peak_blocks=self.stats.peak_blocks,
+                       block_seconds=self.stats.block_seconds)
+
+    def _observe_blocks(self, held: int, *, sampled: bool = True) -> None:
+        """A reading of the engine's blocks in use: updates held / peak and integrates the
+        previous reading over the time since (the gauge is read after every engine step; between
+        rounds, while the search scores and plans, what the engine holds is the last reading)."""
+        now = time.perf_counter()
+        if self._blocks_since is not None:
+            self.stats.block_seconds += self.stats.blocks_held * (now - self._blocks_since)
+        if sampled or self._blocks_since is not None:
+            self._blocks_since = now
+        self.stats.blocks_held = held
+        self.stats.peak_blocks = max(self.stats.peak_blocks, held)
 
     # -- shared pieces ----------------------------------------------------------------------------
     async def aextend(self, requests: Sequence[ExtendRequest]) -> list[list[Step]]:

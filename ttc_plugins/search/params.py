@@ -24,6 +24,8 @@ class SearchParams(RequestModel):
     step_delimiter: str = Field("\n\n", min_length=1, description="text that ends a step")
     max_step_tokens: int = Field(64, ge=1, le=32768, description="new tokens per step at most")
     max_total_tokens: int = Field(1024, ge=1, description="new tokens per path at most")
+    token_budget: int | None = Field(None, ge=1, description="new tokens per search at most, over all its "
+                                     "branches; when spent, unfinished branches end (finish reason 'budget')")
     stop: list[str] = Field(default_factory=list, description="strings that finish a path")
     stop_on_answer: bool = Field(True, description="finish a path once a final answer is extracted from it")
     temperature: float = Field(0.8, ge=0.0, le=10.0)

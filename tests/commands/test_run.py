@@ -157,6 +157,12 @@ def test_bad_params_exit_with_a_usage_error(app):
     assert res.exit_code == 2 and "unknown problem set" in res.output
 
 
+def test_an_oracle_scorer_is_refused(app, tmp_path):
+    res = CliRunner().invoke(app, ["--engine", "hf", "--model", str(tmp_path), "--scorer", "integer_answer"],
+                             env={"COLUMNS": "250"})
+    assert res.exit_code == 2 and "--scorer" in res.output and "oracle" in res.output
+
+
 def test_invalid_search_params_fail_before_the_engine_starts(app, tmp_path):
     res = CliRunner().invoke(app, ["--engine", "hf", "--model", str(tmp_path), "--param", "max_steps=0"])
     assert isinstance(res.exception, TTCParamError) and res.exception.field == "ttc.search.max_steps"

@@ -405,6 +405,10 @@ def run(
     pm = get_plugin_manager()
     if scorer is None and strategy in pm.strategies.names() and pm.strategies.get(strategy).default_scorer:
         scorer = RUN_DEFAULTS["scorer"]  # majority vote / first finish need none and get none
+    if scorer in pm.scorers.names() and pm.scorers.get(scorer).oracle:
+        # a search that reads the answer is not a search a user can run; its verdict would lie
+        raise typer.BadParameter(f"{scorer!r} reads the reference answer (an oracle); ttc bench reports it as "
+                                 "the oracle pass@k row", param_hint="--scorer")
     cfg = search_config(strategy, width, scorer, seed, params, pm=pm)
     greedy = None if no_greedy else greedy_config(cfg, pm=pm)
     engine = engine or RunEngine(default_engine_name())

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from ttc_plugins.commands.bench import _engine_version, _machine
-    from ttc_plugins.commands.confidence import format_accuracy, wilson_interval
+    from ttc_plugins.commands.confidence import format_accuracy
     from ttc_plugins.commands.run import RunEngine, greedy_config, search_config, solve, start_engine, summarize
     from ttc_plugins.manager import get_plugin_manager
     from ttc_plugins.problems import PROBLEM_SETS, load_problems
@@ -58,7 +58,6 @@ def main(argv: list[str] | None = None) -> int:
                 for p, r in zip(probs, results):
                     f.write(json.dumps({"family": fam, "id": p.id, "question": p.question, "answer": p.answer,
                                         "text": r.text, "extracted": r.answer, "correct": p.check(r.answer or r.text)}) + "\n")
-        lo, hi = wilson_interval(rep.correct, rep.n)
         band = "in band" if 0.10 <= rep.accuracy <= 0.60 else ("too hard" if rep.accuracy < 0.10 else "too easy")
         rows.append((fam, format_accuracy(rep.correct, rep.n), band, rep.tokens_generated, f"{wall:.1f}"))
         print(f"{fam:12s} {rows[-1][1]:32s} {band:8s} tokens {rep.tokens_generated:7d} wall {wall:6.1f} s",

@@ -45,13 +45,14 @@ import typer
 from rich.console import Console
 
 from ..errors import TTCError, TTCParamError
-from .confidence import wilson_interval
+from .confidence import format_accuracy, wilson_interval
 from .engine_env import default_engine_name
 from .engine_output import engine_output_to_stderr
 from .run import (
     MethodReport,
     RunEngine,
     greedy_config,
+    load_split,
     parse_params,
     search_config,
     solve,
@@ -253,9 +254,8 @@ class BenchRow:
 
     def cells(self) -> list[str]:
         r = self.report
-        lo, hi = wilson_interval(r.correct, r.n)
         return [self.problem_set, self.kind, self.method, str(self.width), str(self.budget),
-                f"{r.correct}/{r.n} {100 * r.accuracy:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]",
+                format_accuracy(r.correct, r.n),
                 str(r.tokens_generated), f"{r.tokens_computed} ({r.tokens_reused})", str(r.model_calls),
                 str(r.peak_kv_blocks), f"{r.kv_block_seconds:.1f}", str(r.peak_kv_tokens),
                 f"{self.peak_kv_tokens_mean:.1f}", f"{self.kv_tokens_avg:.1f}", str(self.retained_nodes_peak),
@@ -420,18 +420,9 @@ def bench(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from ..manager import get_plugin_manager
-    from ..problems import SPLITS, load_problems
-
     params = parse_params(param, scoped=True)
     set_names = parse_names(problems, "--problems")
-    if split not in (*SPLITS, "all"):
-        raise typer.BadParameter(f"{split!r}: choose one of {', '.join(SPLITS)}, all", param_hint="--split")
-    try:
-        per_set = {ps: load_problems(ps, n=n, seed=seed, split=None if split == "all" else split) for ps in set_names}
-    except KeyError as exc:
-        raise typer.BadParameter(str(exc.args[0]), param_hint="--problems") from None
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--n") from None
+    per_set = {ps: load_split(ps, n, seed, split) for ps in set_names}
     pm = get_plugin_manager()
     plan = bench_plan(set_names, parse_names(strategies, "--strategies"), parse_widths(widths), seed, params, pm=pm,
                       scorer=scorer, oracle=None if oracle == "none" else oracle)

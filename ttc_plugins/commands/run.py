@@ -43,6 +43,7 @@ __all__ = [
     "MethodReport",
     "RunEngine",
     "greedy_config",
+    "load_split",
     "parse_params",
     "report_table",
     "run",
@@ -104,6 +105,21 @@ def parse_params(items: Sequence[str], *, scoped: bool = False) -> dict[str, Any
             value = value.encode("utf-8").decode("unicode_escape")
         out[key] = value
     return out
+
+
+def load_split(name: str, n: int, seed: int, split: str) -> list[Any]:
+    """``--problems`` / ``--n`` / ``--seed`` / ``--split`` of ``ttc run`` and ``ttc bench``: the
+    problems, or a usage error naming the option (``all``: the set's unsplit stream)."""
+    from ..problems import SPLITS, load_problems
+
+    if split not in (*SPLITS, "all"):
+        raise typer.BadParameter(f"{split!r}: choose one of {', '.join(SPLITS)}, all", param_hint="--split")
+    try:
+        return load_problems(name, n=n, seed=seed, split=None if split == "all" else split)
+    except KeyError as exc:
+        raise typer.BadParameter(str(exc.args[0]), param_hint="--problems") from None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--n") from None
 
 
 def search_config(strategy: str, width: int, scorer: Optional[str], seed: int, params: dict[str, Any],
@@ -389,17 +405,10 @@ def run(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from ..manager import get_plugin_manager
-    from ..problems import PROBLEM_SETS, SPLITS, load_problems
+    from ..problems import PROBLEM_SETS
 
     params = parse_params(param)
-    if split not in (*SPLITS, "all"):
-        raise typer.BadParameter(f"{split!r}: choose one of {', '.join(SPLITS)}, all", param_hint="--split")
-    try:
-        probs = load_problems(problems, n=n, seed=seed, split=None if split == "all" else split)
-    except KeyError as exc:
-        raise typer.BadParameter(str(exc.args[0]), param_hint="--problems") from None
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--n") from None
+    probs = load_split(problems, n, seed, split)
     params.setdefault("max_total_tokens", PROBLEM_SETS[problems].path_tokens)
     params.setdefault("temperature", RUN_DEFAULTS["temperature"])
     pm = get_plugin_manager()

@@ -86,9 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         group = args.concurrency or len(problems)
         results, wall, peak_blocks, block_seconds = [], 0.0, 0, 0.0
         for start in range(0, len(problems), group):
-            res, w, kv = solve(make_ops(), problems[start:start + group], cfg, pm=pm, prompt=prompt, label=tag)
+            res, group_wall, kv = solve(make_ops(), problems[start:start + group], cfg, pm=pm, prompt=prompt, label=tag)
             results += res
-            wall += w
+            wall += group_wall
             peak_blocks, block_seconds = max(peak_blocks, kv.peak_blocks), block_seconds + kv.block_seconds
         per = []
         for p, r in zip(problems, results):

@@ -43,9 +43,12 @@ from integration.common.server import ServerStartError, free_port, start_openai_
 START_TIMEOUT_S = 600
 
 
-def start_server(model: str, log_path: Path, *, max_model_len: int, kv_bytes: int) -> tuple[subprocess.Popen, str]:
+def start_server(model: str, log_path: Path, *, max_model_len: int, kv_bytes: int,
+                 python: str = sys.executable) -> tuple[subprocess.Popen, str]:
+    """vLLM's OpenAI server on a free local port with the plugin and the TTC scheduler; ``python``:
+    the interpreter whose vLLM and ttc-plugins serve (``bench_its_hub.py`` runs its client apart)."""
     port = free_port()
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--host", "127.0.0.1",
+    cmd = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--host", "127.0.0.1",
            "--port", str(port), "--dtype", "float32", "--enforce-eager", "--seed", "0",
            "--max-model-len", str(max_model_len), "--kv-cache-memory-bytes", str(kv_bytes),
            "--no-enable-chunked-prefill", "--max-num-batched-tokens", str(max_model_len),

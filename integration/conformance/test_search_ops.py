@@ -3,6 +3,8 @@ registered strategy end to end over them, on every engine."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from ttc_plugins.search import SearchPrompt, StepStop, VerifyRequest, run_search
@@ -79,9 +81,13 @@ def test_every_strategy_runs_with_consistent_counters(ops_pm, engine_reused_toke
         params.append({"strategy": name, "width": 2, "max_steps": 2, "max_step_tokens": 6,
                        "max_total_tokens": 12, "step_delimiter": "\n", "seed": 5})
     reused0 = engine_reused_tokens()
+    held0, t0 = ops.kv_stats().block_seconds, time.perf_counter()
     results = run_search(ops, prompts, params, pm=pm)
     assert [r.strategy for r in results] == names
     kv = ops.kv_stats()
+    # the engine's blocks-in-use gauge, integrated over the run (#16's KV block-seconds): some
+    # blocks were held, never more than the peak for the whole time
+    assert 0 < kv.block_seconds - held0 <= kv.peak_blocks * (time.perf_counter() - t0)
     for r in results:
         c = r.counters
         rid = r.request_id

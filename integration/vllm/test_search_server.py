@@ -68,6 +68,7 @@ def test_beam_search_over_http_returns_the_chosen_path_and_a_consistent_report(f
     assert c["tokens_reused"] == eng["kv"]["tokens_reused"] > 0  # children reuse the prompt's full blocks
     assert c["tokens_computed"] == eng["kv"]["tokens_computed"]
     assert c["engine_peak_kv_blocks"] == eng["kv"]["peak_blocks"] > 0
+    assert 0 < eng["kv"]["block_seconds"] <= eng["kv"]["peak_blocks"] * rep["wall_time_s"] * 1.5
     assert c["branches_released"] == c["branches_created"] > SEARCH["width"]
     assert 1 <= c["retained_nodes_peak"] <= c["retained_nodes_sum"]
     assert c["peak_kv_tokens"] <= c["peak_kv_tokens_unshared"]

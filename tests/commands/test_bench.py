@@ -74,6 +74,23 @@ def test_rows_at_the_same_k_have_the_same_token_budget():
     assert all("scorer" not in r.config for r in plan if r.strategy == "self_consistency")
 
 
+def test_each_set_gets_its_own_path_cap_unless_param_sets_one():
+    """As in ``ttc run``: a set's paths are capped at its ``path_tokens`` (compare 64, arith 320)
+    and budgets follow; ``--param max_total_tokens`` overrides it for every set."""
+    from ttc_plugins.problems import PROBLEM_SETS
+
+    pm = TTCPluginManager(load_entrypoints=False)
+    plan = bench_plan(["compare", "arith"], ["best_of_n"], [4], 0, {}, pm=pm)
+    for ps in ("compare", "arith"):
+        cap = PROBLEM_SETS[ps].path_tokens
+        rows = [r for r in plan if r.problem_set == ps]
+        assert {r.config["max_total_tokens"] for r in rows} == {cap}
+        assert sorted(r.budget for r in rows) == [cap, 4 * cap, 4 * cap]
+    assert PROBLEM_SETS["compare"].path_tokens != PROBLEM_SETS["arith"].path_tokens
+    plan = bench_plan(["compare", "arith"], ["best_of_n"], [4], 0, {"max_total_tokens": 100}, pm=pm)
+    assert {r.config["max_total_tokens"] for r in plan} == {100}
+
+
 @pytest.mark.parametrize("kwargs, option, needle", [
     ({"scorer": "integer_answer"}, "--scorer", "oracle"),
     ({"oracle": "arith_steps"}, "--oracle", "not an oracle"),

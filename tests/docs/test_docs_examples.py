@@ -57,7 +57,10 @@ def workdir(tmp_path_factory) -> Path:
 
 def _run(block: Block, workdir: Path) -> str:
     """Run ``block`` as a user would (``ttc`` and ``python`` of this environment first on PATH)."""
-    env = {**os.environ, "TTC_CACHE_DIR": str(workdir / "cache"), "HF_HUB_OFFLINE": "1",
+    # a user's shell has no TRITON_INTERPRET=1 (the unit session sets it for the kernel tests; under
+    # it every CPU op would run its Triton kernel in the interpreter, minutes for `ttc adapter train`)
+    inherited = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env = {**inherited, "TTC_CACHE_DIR": str(workdir / "cache"), "HF_HUB_OFFLINE": "1",
            "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "COLUMNS": "200",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     if block.lang == "bash":

@@ -8,7 +8,8 @@
 Rows, per problem set: greedy once, then for each k in ``--widths`` every strategy at width k and
 the oracle pass@k. **Budgets are matched in generated tokens**: every row at k gets the search
 budget ``token_budget = k x max_total_tokens`` (greedy: ``1 x``), so a tree search cannot win by
-spending more than best-of-k may. Search rows use a scorer that never sees the reference answer
+spending more than best-of-k may. ``max_total_tokens`` is each set's own path cap
+(``ProblemSet.path_tokens``, as in ``ttc run``) unless ``--param`` sets one. Search rows use a scorer that never sees the reference answer
 (``--scorer``; majority vote needs none); the oracle row (``best_of_n`` with ``--oracle``, which
 reads the reference) is the pass@k ceiling, reported as ``oracle`` and never mixed into search
 rows.
@@ -45,6 +46,7 @@ import typer
 from rich.console import Console
 
 from ..errors import TTCError, TTCParamError
+from ..problems import PROBLEM_SETS
 from .confidence import format_accuracy, wilson_interval
 from .engine_env import default_engine_name
 from .engine_output import engine_output_to_stderr
@@ -186,26 +188,25 @@ def bench_plan(sets: Sequence[str], strategies: Sequence[str], widths: Sequence[
             hint = "--widths" if exc.field == "ttc.search.width" else "--param"
             raise typer.BadParameter(f"{strategy} width {k}: {exc}", param_hint=hint) from None
 
-    shared = _scope(params, "")
-    per_path = int(config("best_of_n", 1, None, shared)["max_total_tokens"])
-    runs: list[tuple[str, int, dict[str, Any], RowKind]] = []
-    for k in widths:
-        for s in strategies:
-            takes_scorer = pm.strategies.get(s).default_scorer is not None
-            own = {**_scope(params, s), "token_budget": k * per_path}
-            runs.append((s, k, config(s, k, scorer if takes_scorer else None, own), "search"))
-        if oracle is not None:
-            # the oracle reads a path's answer as the problems' checker does (stated, else last number)
-            reads_last = "last_number" in getattr(pm.scorers.get(oracle).Params, "model_fields", {})
-            own = {**shared, "token_budget": k * per_path,
-                   **({"scorer_args": {"last_number": True}} if reads_last else {})}
-            runs.append(("oracle", k, config("best_of_n", k, oracle, own), "oracle"))
-    # greedy keeps the step settings (defaults + --param), the same for every row
-    greedy = {**greedy_config(config("best_of_n", 1, None, shared), pm=pm), "token_budget": per_path}
     plan: list[PlannedRun] = []
     for ps in sets:
+        # each set's own per-path cap (ProblemSet.path_tokens, as ttc run) unless --param sets one
+        shared = {"max_total_tokens": PROBLEM_SETS[ps].path_tokens, **_scope(params, "")}
+        per_path = int(config("best_of_n", 1, None, shared)["max_total_tokens"])
+        # greedy keeps the step settings (defaults + --param), the same for every row
+        greedy = {**greedy_config(config("best_of_n", 1, None, shared), pm=pm), "token_budget": per_path}
         plan.append(PlannedRun(ps, "greedy", 1, greedy, "greedy"))
-        plan.extend(PlannedRun(ps, s, k, cfg, kind) for s, k, cfg, kind in runs)
+        for k in widths:
+            for s in strategies:
+                takes_scorer = pm.strategies.get(s).default_scorer is not None
+                own = {**shared, **_scope(params, s), "token_budget": k * per_path}
+                plan.append(PlannedRun(ps, s, k, config(s, k, scorer if takes_scorer else None, own), "search"))
+            if oracle is not None:
+                # the oracle reads a path's answer as the problems' checker does (stated, else last number)
+                reads_last = "last_number" in getattr(pm.scorers.get(oracle).Params, "model_fields", {})
+                own = {**shared, "token_budget": k * per_path,
+                       **({"scorer_args": {"last_number": True}} if reads_last else {})}
+                plan.append(PlannedRun(ps, "oracle", k, config("best_of_n", k, oracle, own), "oracle"))
     return plan
 
 
@@ -407,7 +408,8 @@ def bench(
     oracle: str = typer.Option(DEFAULT_ORACLE, "--oracle", help="Oracle scorer of the pass@k row (reads the "
                                "reference answer); 'none': no oracle row."),
     param: list[str] = typer.Option([], "--param", help="Extra search parameter key=value for every run, or "
-                                    "strategy.key=value for one strategy's runs (repeatable)."),
+                                    "strategy.key=value for one strategy's runs (repeatable). Default "
+                                    "max_total_tokens: each problem set's own path cap."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model directory (default: the default model)."),
     engine: Optional[RunEngine] = typer.Option(None, "--engine", "-e", help="Default: vllm if installed, else hf."),
     fork: bool = typer.Option(True, "--fork/--no-fork", help="vLLM: run the TTC scheduler, so searches hold "
@@ -486,8 +488,9 @@ def bench(
         + ("; TTC scheduler (branches held in the engine, forked in place)" if fork and engine is RunEngine.vllm else ""),
         f"- model: `{model}`",
         f"- problems: {', '.join(set_names)}; n={n} per set, {split} split, seed {seed}",
-        f"- search rows scored by `{scorer}` (never sees the reference; majority vote needs no scorer); oracle row: "
-        f"`best_of_n` with `{oracle}` (reads the reference: the pass@k ceiling, not a search)",
+        f"- search rows scored by `{scorer}` (never sees the reference; majority vote needs no scorer); "
+        + ("no oracle row" if oracle == "none" else
+           f"oracle row: `best_of_n` with `{oracle}` (reads the reference: the pass@k ceiling, not a search)"),
         ("- budget: generated tokens each search may spend (k x the per-path cap; greedy 1 x); accuracy with its"
          " 95% Wilson interval; tokens generated, computed (reused from the prefix cache or held forks) and model"
          " calls summed over problems; peak KV blocks and KV block-s (blocks in use x seconds) are the engine's"

@@ -50,6 +50,16 @@ def check_equations(text: str) -> list[tuple[str, bool]]:
     return out
 
 
+def step_score(text: str, no_equation_score: float = 1.0) -> tuple[float, list[tuple[str, bool]]]:
+    """``(score, checks)`` for one step: the fraction of its equations that hold, or
+    ``no_equation_score`` when it has none. The verifier itself, outside the scorer class, so a
+    benchmark can hand the very same judgement to another tool (``benchmarks/bench_its_hub.py``)."""
+    checks = check_equations(text)
+    if not checks:
+        return no_equation_score, checks
+    return sum(ok for _, ok in checks) / len(checks), checks
+
+
 class ArithmeticStepChecker(Scorer):
     name = "arith_steps"
     kind = "process"
@@ -62,12 +72,11 @@ class ArithmeticStepChecker(Scorer):
         out = []
         for it in items:
             text = it.branch.steps[-1].text if it.branch.steps else ""
-            checks = check_equations(text)
+            value, checks = step_score(text, self.params.no_equation_score)
             if not checks:
-                out.append(self._score(self.params.no_equation_score, equations=0))
+                out.append(self._score(value, equations=0))
             else:
-                good = sum(ok for _, ok in checks)
-                out.append(self._score(good / len(checks), equations=len(checks), wrong=[e for e, ok in checks if not ok]))
+                out.append(self._score(value, equations=len(checks), wrong=[e for e, ok in checks if not ok]))
         return out
 
 

@@ -104,10 +104,11 @@ def report_of(result: SearchResult, ops: Any, block_size: int, params: TTCParams
     report = result.to_json()
     if params is not None and params.search is not None:
         report["settings"] = params.search.to_json("strategy")
+    kv = ops.kv_stats()  # block-seconds integrated up to now
     report["engine"] = {"sequences": ops.sequences, "calls": dict(ops.calls),
-                        "kv": {"tokens_computed": ops.stats.tokens_computed,
-                               "tokens_reused": ops.stats.tokens_reused,
-                               "peak_blocks": ops.stats.peak_blocks, "block_size": block_size}}
+                        "kv": {"tokens_computed": kv.tokens_computed, "tokens_reused": kv.tokens_reused,
+                               "peak_blocks": kv.peak_blocks, "block_seconds": round(kv.block_seconds, 3),
+                               "block_size": block_size}}
     return report
 
 

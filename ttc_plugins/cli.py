@@ -5,6 +5,7 @@
     ttc model verify                            re-hash every file of the prepared default model
     ttc doctor                                  Python, torch, engines, plugins, model cache
     ttc generate PROMPT [--engine vllm|sglang|hf] [--max-tokens N] [--model DIR]
+    ttc adapter train|info|eval                 TTC adapters: train with HF transformers, describe, measure
 
 Adding a sub-command: define it with ``@app.command()`` below (or build a ``typer.Typer()`` in
 your own module and ``app.add_typer(your_app, name="bench")`` at the end of this file). Raise
@@ -423,8 +424,11 @@ from .commands.bench import bench as _bench  # noqa: E402
 from .commands.components_help import ComponentsHelpCommand  # noqa: E402
 from .commands.run import run as _run  # noqa: E402
 
+from .commands.adapter import adapter_app  # noqa: E402
+
 app.command("run", cls=ComponentsHelpCommand)(_run)
 app.command("bench", cls=ComponentsHelpCommand)(_bench)
+app.add_typer(adapter_app, name="adapter")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 from pydantic import BaseModel, ConfigDict, Field
 
 from ttc_plugins.engine_config import EngineConfigBase, TTCConfigError, validate_engine_config
-from ttc_plugins.ttc_layer.config import read_adapter_config
+from ttc_plugins.ttc_layer.config import base_model_mismatch, read_adapter_file
 
 ROOT = "additional_config.ttc"
 
@@ -71,11 +71,13 @@ def parse_engine_config(additional_config: Mapping[str, Any] | None, *, hidden_s
         if layer < 0:
             raise TTCConfigError(key, "layer indices must be >= 0")
         try:
-            adapter = read_adapter_config(path)
+            info = read_adapter_file(path)
+            info.prefix(layer)  # a multi-layer file must hold one for this layer
         except ValueError as exc:
             raise TTCConfigError(key, str(exc)) from None
-        if hidden_size is not None and adapter.hidden_size != hidden_size:
-            raise TTCConfigError(key, f"adapter hidden size {adapter.hidden_size} != the model's {hidden_size}")
+        why = base_model_mismatch(info, hidden_size=hidden_size)
+        if why is not None:
+            raise TTCConfigError(key, why)
     for name, rm in cfg.reward_models.items():
         if not (Path(rm.model) / "config.json").is_file():
             raise TTCConfigError(f"{ROOT}.reward_models.{name}.model", f"no model directory (config.json) at {rm.model!r}")

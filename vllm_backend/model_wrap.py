@@ -136,6 +136,7 @@ def _load_adapters(cfg: Any, state: worker.ControlState, model: torch.nn.Module)
     if not cfg.ttc_layers:
         return {}
     from ttc_plugins.ttc_layer.adapter import TTCAdapter
+    from ttc_plugins.ttc_layer.config import base_model_mismatch, read_adapter_file
 
     device = next(model.parameters()).device
     adapters = {}
@@ -143,9 +144,11 @@ def _load_adapters(cfg: Any, state: worker.ControlState, model: torch.nn.Module)
         key = f"additional_config.ttc.ttc_layers.{layer}"
         if layer >= state.num_layers:
             raise ValueError(f"{key}: the model has {state.num_layers} decoder layers (0..{state.num_layers - 1})")
-        adapter = TTCAdapter.load(path, device=device).eval().requires_grad_(False)
-        if adapter.config.hidden_size != state.hidden_size:
-            raise ValueError(f"{key}: adapter hidden size {adapter.config.hidden_size} != the model's {state.hidden_size}")
+        why = base_model_mismatch(read_adapter_file(path), hidden_size=state.hidden_size,
+                                  num_hidden_layers=state.num_layers)
+        if why is not None:
+            raise ValueError(f"{key}: {why}")
+        adapter = TTCAdapter.load(path, device=device, layer=layer).eval().requires_grad_(False)
         adapters[layer] = adapter
     log.info("ttc: TTC adapters at decoder layers %s", sorted(adapters))
     return adapters

@@ -58,7 +58,7 @@ def _ttc_layer(h: torch.Tensor, adapter: Any, horizon: int, scale: float) -> tor
     problem = adapter.problem(flat, torch.full((flat.shape[0],), horizon, dtype=torch.int64))
     u0 = lqr_reference(**problem)[0].float()
     u0 = u0 / u0.norm(dim=-1, keepdim=True).clamp_min(1e-6) * problem["h0"].norm(dim=-1, keepdim=True)
-    delta = adapter.out_proj(u0.flatten(1))
+    delta = adapter.out_proj(u0.flatten(1)) * adapter.gate
     return (flat + scale * delta).reshape(h.shape).to(h.dtype)
 
 
@@ -105,7 +105,7 @@ class HFReference:
             return []
         handles = []
         for layer in sorted(set(control["layers"])):
-            adapter = TTCAdapter.load(ttc_layers[layer]).eval()
+            adapter = TTCAdapter.load(ttc_layers[layer], layer=layer).eval()
 
             def hook(module, args, output, adapter=adapter):
                 if isinstance(output, tuple):

@@ -67,18 +67,18 @@ def named_vector(tmp_path_factory) -> tuple[str, list[float]]:
 
 @pytest.fixture(scope="session")
 def ttc_adapter(tiny_model, tmp_path_factory) -> tuple[int, str]:
-    """A random TTC adapter hosted at decoder layer 1 of the eager engine."""
-    import torch
+    """A TTC adapter trained in this session (a few steps of ``ttc adapter train``'s loop on a toy
+    task, so its gate is open) and hosted at decoder layer 1 of the eager engine."""
+    from ttc_plugins.ttc_layer.train import TrainSettings, train
 
-    from ttc_plugins.ttc_layer.adapter import TTCAdapter
-    from ttc_plugins.ttc_layer.config import TTCAdapterConfig
-
-    hidden = json.loads((Path(tiny_model) / "config.json").read_text())["hidden_size"]
-    torch.manual_seed(1234)
-    adapter = TTCAdapter(TTCAdapterConfig(hidden_size=hidden, heads=2, state_dim=8, control_dim=8, b_rank=4, q_rank=4))
-    path = tmp_path_factory.mktemp("adapters") / "layer1.safetensors"
-    adapter.save(path)
-    return 1, str(path)
+    out = tmp_path_factory.mktemp("adapters")
+    data = out / "toy.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"Q{i}:", "completion": " a b a b a b"}) + "\n" for i in range(8)))
+    result = train(TrainSettings(model=Path(tiny_model), out=out, layers=(1,), problems=None, data=data,
+                                 horizons=(8, 24), steps=3, batch_size=4, lr=0.3, warmup_steps=0, checkpoint_every=0,
+                                 eval_every=0, chat=False, seed=1234,
+                                 adapter={"heads": 2, "state_dim": 8, "control_dim": 8, "b_rank": 4, "q_rank": 4}))
+    return 1, str(result.adapter_path)
 
 
 @pytest.fixture(scope="session")

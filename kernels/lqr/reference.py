@@ -61,7 +61,7 @@ def lqr_reference(
     N, H, D = h0.shape
     DU = r_inv.shape[-1]
 
-    bad_input = ~(torch.isfinite(r_inv) & (r_inv > 0)).all(-1) | (T < 0)[:, None]  # [N,H]
+    bad_input = bad_inputs(r_inv, T)  # [N,H]
     R = torch.diag_embed(1.0 / r_inv)  # [N,H,DU,DU]
     not_pd = torch.zeros(N, H, dtype=torch.bool, device=h0.device)
 
@@ -86,8 +86,20 @@ def lqr_reference(
             P_new = A_t[..., :, None] * (PA - PB @ K) + Q_prev
             P = torch.where(active[:, None, None, None], P_new, P)
 
-    # One status value per (token, head), by precedence: bad input, then not positive definite,
-    # then non-finite result. T = 0 rows are plain zeros with status 0.
+    return settle(u0, T, bad_input, not_pd)
+
+
+def bad_inputs(r_inv: torch.Tensor, T: torch.Tensor) -> torch.Tensor:
+    """[N,H] rows whose input cannot pose the problem: r_inv not finite or <= 0, or T < 0."""
+    return ~(torch.isfinite(r_inv) & (r_inv > 0)).all(-1) | (T < 0)[:, None]
+
+
+def settle(u0: torch.Tensor, T: torch.Tensor, bad_input: torch.Tensor, not_pd: torch.Tensor
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(u0, status)`` as every solver reports them: one status per (token, head), by
+    precedence bad input, then not positive definite, then a non-finite result; u0 = 0 wherever
+    the status is not OK and for T = 0 rows (plain zeros with status 0)."""
+    f = u0.dtype
     nonfinite = ~torch.isfinite(u0).all(-1)
     zero = torch.zeros((), dtype=torch.int32, device=u0.device)
     status = torch.where(

@@ -10,10 +10,51 @@ from ttc_plugins.kernels.lqr.reference import lqr_reference  # noqa: E402
 from ttc_plugins.ttc_layer.adapter import TTCAdapter, TTCAdapterConfig  # noqa: E402
 
 
-@pytest.fixture
-def adapter():
+def _fresh() -> TTCAdapter:
     torch.manual_seed(0)
     return TTCAdapter(TTCAdapterConfig(hidden_size=24, heads=2, state_dim=5, control_dim=3, b_rank=4, q_rank=3))
+
+
+@pytest.fixture
+def adapter():
+    """A random adapter with its gate open (a trained one, as far as these tests care)."""
+    a = _fresh()
+    with torch.no_grad():
+        a.gate.fill_(1.0)
+    return a
+
+
+def test_a_fresh_adapter_adds_exact_zeros():
+    """The gate starts closed: added to the residual stream, a fresh adapter leaves it
+    bit-identical at every horizon (so the model's logits are too)."""
+    fresh = _fresh()
+    x = torch.randn(6, 24) * 3
+    delta = fresh(x, torch.tensor([0, 1, 4, 16, 64, 2]))
+    assert torch.equal(x + delta, x) and not delta.abs().any()
+    for dtype in (torch.bfloat16, torch.float16):
+        assert torch.equal(x.to(dtype) + fresh(x.to(dtype), torch.tensor([3] * 6)), x.to(dtype))
+
+
+def test_a_closed_gate_still_learns():
+    """Zero gate, nonzero gradient: the first optimiser step opens it."""
+    fresh = _fresh()
+    fresh(torch.randn(3, 24), torch.tensor([3, 5, 2])).sum().backward()
+    assert fresh.gate.grad is not None and fresh.gate.grad.abs().sum() > 0
+
+
+def test_a_file_from_before_the_gate_reads_as_ungated(adapter, tmp_path):
+    from safetensors.torch import save_file
+
+    adapter.save(tmp_path / "new.safetensors")
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "new.safetensors"), framework="pt") as f:
+        meta = f.metadata()
+        old = {k: f.get_tensor(k) for k in f.keys() if k != "gate"}
+    save_file(old, str(tmp_path / "old.safetensors"), metadata=meta)
+    again = TTCAdapter.load(tmp_path / "old.safetensors")
+    x, T = torch.randn(2, 24), torch.tensor([4, 8])
+    torch.testing.assert_close(again(x, T), adapter(x, T))
 
 
 def test_zero_horizon_is_exactly_off(adapter):

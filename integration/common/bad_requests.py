@@ -43,10 +43,6 @@ BAD_TTC: list[tuple[str, Any, str]] = [
     ("string_for_int", {"decoding": [{"name": "force_token", "token_id": "42"}]}, "ttc.decoding.0.token_id"),
     ("decoding_not_a_list", {"decoding": {"name": "force_token", "token_id": 42}}, "ttc.decoding"),
     ("search_null", {"search": None}, "ttc.search"),
-    # a gold-answer verifier needs the problem's reference; a served prompt has none (#16: a search
-    # row never reads the answer)
-    ("search_oracle_scorer", {"search": {"strategy": "best_of_n", "width": 2, "scorer": "integer_answer",
-                                         "max_total_tokens": 4}}, "ttc.search.scorer"),
     ("control_null", {"control": None}, "ttc.control"),
     ("unknown_section", {"bogus": 1}, "ttc.bogus"),
 ]

@@ -30,6 +30,17 @@ def test_bad_ttc_is_a_400_naming_the_field(engine_openai, case, ttc, field):
     assert f"{field}:" in str(err), str(err)
 
 
+def test_an_oracle_scorer_in_a_served_search_is_refused(engine_search_openai):
+    """A gold-answer verifier (``integer_answer``) needs the problem's reference answer and a served
+    prompt has none: a 400 naming the field, never a search that silently cannot score (#16)."""
+    client, model, extra_body = engine_search_openai
+    search = {"search": {"strategy": "best_of_n", "width": 2, "scorer": "integer_answer", "max_total_tokens": 4}}
+    with pytest.raises(openai.BadRequestError) as info:
+        client.completions.create(model=model, prompt="What is 2 + 2?", max_tokens=4, extra_body=extra_body(search))
+    assert info.value.status_code == 400
+    assert "ttc.search.scorer:" in str(info.value) and "oracle" in str(info.value), str(info.value)
+
+
 def test_ttc_layer_is_refused_on_a_server_hosting_no_adapter(engine_openai):
     """Applied where an adapter is hosted, refused (400) elsewhere: never accepted and ignored."""
     err = _bad_request(engine_openai, {"control": {"name": "ttc_layer", "layers": [1], "horizon": 4}})

@@ -228,7 +228,7 @@ def measure(base: str, tool: str, method: str, width: int, run: Callable, model:
 
 
 def write_results(out: Path, rows: list[Row], header: dict[str, Any]) -> None:
-    from ttc_plugins.commands.confidence import format_accuracy, paired_p_value
+    from ttc_plugins.commands.confidence import format_accuracy, paired_p_value_of
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "rows.json").write_text(json.dumps({**header, "rows": [asdict(r) for r in rows]}, indent=1))
@@ -260,8 +260,7 @@ def write_results(out: Path, rows: list[Row], header: dict[str, Any]) -> None:
         if ours is None or theirs is None:
             continue
         a, b = sum(ours.correct), sum(theirs.correct)
-        p = paired_p_value(sum(x and not y for x, y in zip(ours.correct, theirs.correct)),
-                           sum(y and not x for x, y in zip(ours.correct, theirs.correct)))
+        p = paired_p_value_of(ours.correct, theirs.correct)
         lines.append(f"| {m} | {a}/{n} | {b}/{n} | {a - b:+d} (p={p:.2g}) | {theirs.wall_s / ours.wall_s:.2f}x "
                      f"| {theirs.computed / max(1, ours.report_tokens_computed or ours.computed):.2f}x |")
     (out / "results.md").write_text("\n".join(lines) + "\n")

@@ -129,7 +129,7 @@ def evaluate(
 ) -> None:
     """Greedy accuracy on a bundled split with the adapter off and at each horizon (HF, float32)."""
     from ..ttc_layer.train import evaluate as run_eval
-    from .confidence import format_accuracy, paired_p_value
+    from .confidence import format_accuracy, paired_p_value_of
     from .run import load_split
 
     load_split(problems, n, 0, split)  # names a bad --problems / --split / --n before any model loads
@@ -142,7 +142,5 @@ def evaluate(
     for h, correct in got.items():
         line = f"horizon {h:4d}: {format_accuracy(sum(correct), len(correct))}"
         if base is not None and h:
-            a_only = sum(x and not y for x, y in zip(correct, base))
-            b_only = sum(y and not x for x, y in zip(correct, base))
-            line += f"  vs off {sum(correct) - sum(base):+d} (paired p={paired_p_value(a_only, b_only):.2g})"
+            line += f"  vs off {sum(correct) - sum(base):+d} (paired p={paired_p_value_of(correct, base):.2g})"
         print(line)

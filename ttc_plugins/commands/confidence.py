@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 
 def wilson_interval(correct: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """The Wilson score interval of ``correct / n`` (``(0.0, 1.0)`` for ``n == 0``); it stays inside
@@ -28,3 +30,8 @@ def paired_p_value(a_only: int, b_only: int) -> float:
     from scipy.stats import binomtest
 
     return float(binomtest(a_only, a_only + b_only, 0.5).pvalue)
+
+
+def paired_p_value_of(a: "Sequence[bool]", b: "Sequence[bool]") -> float:
+    """:func:`paired_p_value` of two methods' per-problem outcomes on the same problems."""
+    return paired_p_value(sum(x and not y for x, y in zip(a, b)), sum(y and not x for x, y in zip(a, b)))

@@ -132,6 +132,13 @@ def test_report_table_fits_80_columns():
         assert needle in text, needle
 
 
+def test_report_title_stays_on_one_line_over_a_narrow_table():
+    title = "ttc run: compare (test) n=60 seed=0, smollm2-135m-instruct on vllm"
+    console = Console(record=True, width=80)
+    console.print(report_table([MethodReport("mcts k=4", 60, 30, 8_756, 0, 19_892, 60, 6, 3, 384, 52.2)], title=title))
+    assert title in console.export_text()
+
+
 def _report(method, correct_ids, n=40, tokens=1000, wall=10.0):
     return MethodReport(method, n, len(correct_ids), tokens, 0, tokens, 1, 1, 1, 1, wall,
                         correct_ids=list(correct_ids))

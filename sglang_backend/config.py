@@ -12,6 +12,11 @@ The value is a JSON object, or ``@/path/to/config.json``. Keys:
     named steering vectors (name -> .json/.npy/.safetensors file) requests may name;
 ``controls``
     install the per-token residual-stream control on the decoder layers (default true);
+``ttc_layers``
+    TTC adapters this server hosts: decoder-layer index -> adapter file (``ttc adapter train``'s
+    safetensors; the same file vLLM serves). Requests switch one on per request with the
+    ``ttc_layer`` control (its horizon and scale); a file that does not fit the model stops the
+    engine at start;
 ``allow_custom_logit_processor``
     default false: the backend refuses every request that carries a ``custom_logit_processor``
     (SGLang unpickles those bytes in the scheduler: remote code execution), even when the server
@@ -54,7 +59,7 @@ class RewardModelServer(BaseModel):
 
 
 class EngineConfig(EngineConfigBase):
-    """Validated ``TTC_SGLANG_CONFIG`` (``vectors`` and ``controls`` come from the base)."""
+    """Validated ``TTC_SGLANG_CONFIG`` (``vectors``, ``controls`` and ``ttc_layers`` come from the base)."""
 
     allow_custom_logit_processor: bool = False
     max_beam_width: int = Field(16, ge=1, le=1024)
@@ -81,6 +86,7 @@ def parse_engine_config(raw: str | Mapping[str, Any] | None) -> EngineConfig:
             raise TTCConfigError(ENV, f"not valid JSON ({exc.msg} at char {exc.pos})") from None
     cfg = validate_engine_config(EngineConfig, raw, ENV)
     cfg.check_vectors(ENV)
+    cfg.check_ttc_layers(ENV)
     return cfg
 
 

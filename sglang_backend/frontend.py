@@ -85,12 +85,14 @@ class FrontendState:
             reason = controls_unavailable(tokenizer_manager, self.config)
             if reason:
                 refused["ttc.control"] = reason
-            # No TTC adapter is hosted on SGLang yet (ttc_layers empty): the ttc_layer control is
-            # refused (a 400 naming ttc.control.layers), never accepted and ignored.
+            # A ttc_layer control at a layer with no hosted adapter is refused (a 400 naming
+            # ttc.control.layers), never accepted and ignored.
             self._facts = EngineFacts(
                 vocab_size=getattr(mc, "vocab_size", None) or getattr(hf, "vocab_size", None),
                 hidden_size=getattr(hf, "hidden_size", None), num_layers=getattr(hf, "num_hidden_layers", None),
-                ttc_layers=(), vectors=self.config.vector_library(), refused=refused,
+                ttc_layers=() if reason else tuple(sorted(self.config.ttc_layers)),
+                ttc_horizons={} if reason else self.config.hosted_horizons(),
+                vectors=self.config.vector_library(), refused=refused,
                 max_beam_width=self.config.max_beam_width, beam_width_limits="TTC_SGLANG_CONFIG max_beam_width")
         return self._facts
 

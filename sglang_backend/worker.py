@@ -4,8 +4,9 @@
   frontend wrote (``Req.sampling_params.custom_params``) and keeps it on the ``Req``.
 - :meth:`WorkerState.before_forward` maps the forward batch's tokens to request ids
   (``ForwardBatch.rids`` + per-request token counts) and builds the per-layer control tensors;
-  :meth:`WorkerState.layer_hook` (a torch forward hook on every decoder layer) applies them in place
-  through SGLang's residual-stream boundary accessors.
+  a torch forward hook on every decoder layer applies them (steering vectors, and the TTC adapters
+  of ``ttc_layers`` at each token's own horizon) through SGLang's residual-stream boundary
+  accessors.
 - :meth:`WorkerState.process_logits` runs ``ttc_process_logits`` on the step's logits before sampling.
 - :meth:`WorkerState.after_finish_check` runs ``ttc_accept_token``.
 - :meth:`WorkerState.on_beam_admitted` gives a ``ttc.beam`` request's SGLang beam group
@@ -31,7 +32,8 @@ from typing import Any
 import torch
 
 from ttc_plugins.runtime import faults
-from ttc_plugins.runtime.control_tables import ControlTables, ForwardControls, apply_steering, token_slots
+from ttc_plugins.runtime.control_tables import (ControlTables, ForwardControls, apply_adapter, apply_steering,
+                                                token_slots)
 from ttc_plugins.runtime.requests import context_from_wire
 from ttc_plugins.types import LogitsBatch, LogitsRow, RequestContext
 
@@ -69,6 +71,8 @@ class WorkerState:
         self._finish_rejected = None
         self.layers_hooked = 0
         self.tables: ControlTables | None = None
+        #: layer -> TTC adapter hosted there (``TTC_SGLANG_CONFIG`` ``ttc_layers``), on the model's device
+        self.adapters: dict[int, torch.nn.Module] = {}
 
     # -- requests -------------------------------------------------------------------------
     def on_req_created(self, req: Any) -> None:
@@ -129,6 +133,13 @@ class WorkerState:
         if not self.config.controls:
             return
         layers = find_decoder_layers(model_runner.model, self.num_layers)
+        if self.config.ttc_layers:
+            from ttc_plugins.ttc_layer.hosting import load_hosted
+
+            # a file that does not fit the model stops the engine at start, naming the key
+            self.adapters = load_hosted(self.config.ttc_layers, root="TTC_SGLANG_CONFIG",
+                                        hidden_size=self.hidden_size, num_layers=self.num_layers,
+                                        device=next(model_runner.model.parameters()).device)
         for index, layer in layers.items():
             layer.register_forward_hook(self._make_layer_hook(index), with_kwargs=True)
         self.layers_hooked = len(layers)
@@ -218,8 +229,8 @@ class WorkerState:
             ctrl = self.current_controls(forward_batch)
             if ctrl is None:
                 return None
-            steer = ctrl.steer.get(index)
-            if steer is None:  # no TTC adapter is hosted on SGLang: the runtime refuses ttc_layer
+            steer, adapt = ctrl.steer.get(index), ctrl.adapters.get(index)
+            if steer is None and adapt is None:
                 return None
             buf = residual_access.buffer(output)
             n = buf.shape[0] if buf is not None else ctrl.num_tokens
@@ -228,19 +239,30 @@ class WorkerState:
                 self.fail_controlled(faults.HookFailure("hidden-state control", why))
                 return None
             # SGLang refuses a new output tensor at its layer boundary: the update goes in as a delta
-            state = residual_batch.snapshot(output, forward_batch) if steer.needs_state else None
-            rows = (state.index_select(0, steer.token_idx).float() if state is not None
-                    else torch.zeros(len(steer.token_idx), self.hidden_size, device=steer.vectors.device))
-            steered = rows.clone()
-            bad = apply_steering(steered, steer)  # non-finite rows come back unsteered: fail their requests
-            if bad is not None:
-                self.fail_tokens(steer.token_idx[bad], faults.NONFINITE_STREAM)
-            delta = torch.zeros(n, self.hidden_size, dtype=torch.float32, device=steered.device)
-            delta.index_copy_(0, steer.token_idx, steered - rows)
+            needs_state = adapt is not None or steer.needs_state
+            state = residual_batch.snapshot(output, forward_batch) if needs_state else None
+            delta = torch.zeros(n, self.hidden_size, dtype=torch.float32,
+                                device=state.device if state is not None else steer.vectors.device)
+            if steer is not None:
+                self._update(delta, state, steer.token_idx, lambda rows: apply_steering(rows, steer))
+            if adapt is not None:  # a request has one control: these tokens are not the steered ones
+                self._update(delta, state, adapt.token_idx, lambda rows: apply_adapter(rows, adapt, self.adapters[index]))
             new = residual_batch.add_to_output(output, forward_batch, delta.to(buf.dtype if buf is not None else delta.dtype))
             return new if new is not output else None
 
         return hook
+
+    def _update(self, delta: torch.Tensor, state: torch.Tensor | None, token_idx: torch.Tensor, apply) -> None:
+        """Write into ``delta`` how ``apply`` changes these tokens' residual-stream rows (float32;
+        zeros where the state is not needed). Rows that come back non-finite are left unchanged
+        and their requests fail."""
+        rows = (state.index_select(0, token_idx).float() if state is not None
+                else torch.zeros(len(token_idx), self.hidden_size, device=delta.device))
+        updated = rows.clone()
+        bad = apply(updated)
+        if bad is not None:
+            self.fail_tokens(token_idx[bad], faults.NONFINITE_STREAM)
+        delta.index_copy_(0, token_idx, updated - rows)
 
     # -- sampling -------------------------------------------------------------------------
     def process_logits(self, logits_output: Any, forward_batch: Any) -> None:

@@ -20,7 +20,7 @@ def test_valid_config_and_defaults():
     "raw, key, words",
     [
         ([1, 2], "X", "must be a JSON object"),
-        ({"dpeth": 1}, "X.dpeth", "unknown key; allowed: controls, depth, vectors"),
+        ({"dpeth": 1}, "X.dpeth", "unknown key; allowed: controls, depth, ttc_layers, vectors"),
         ({"depth": "deep"}, "X.depth", "valid integer"),
     ],
 )

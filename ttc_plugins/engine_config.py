@@ -1,4 +1,4 @@
-"""Engine-wide settings shared by the backends: the base model and its validation.
+"""Engine-wide settings shared by the backends: the keys both understand and their validation.
 
 Each backend reads its settings from where its engine lets it (vLLM ``additional_config.ttc``,
 SGLang ``TTC_SGLANG_CONFIG``), subclasses :class:`EngineConfigBase` with its own keys, and calls
@@ -36,6 +36,9 @@ class EngineConfigBase(BaseModel):
     vectors: dict[str, str] = Field(default_factory=dict)
     #: Install the per-token residual-stream control on the decoder layers.
     controls: bool = True
+    #: TTC adapters hosted by this engine: decoder-layer index -> adapter file (safetensors, see
+    #: ttc_plugins.ttc_layer). Requests opt in per request with the ``ttc_layer`` control.
+    ttc_layers: dict[int, str] = Field(default_factory=dict)
 
     def vector_library(self) -> VectorLibrary:
         return VectorLibrary(self.vectors)
@@ -52,6 +55,35 @@ class EngineConfigBase(BaseModel):
                 raise TTCConfigError(key, str(exc)) from None
             if hidden_size is not None and len(vector) != hidden_size:
                 raise TTCConfigError(key, f"has {len(vector)} values; the model's hidden size is {hidden_size}")
+
+
+    def check_ttc_layers(self, root: str, hidden_size: int | None = None) -> None:
+        """Read every hosted adapter file's metadata now (no torch): a missing file, a file with no
+        adapter for its layer or one made for another hidden size stops the engine at start.
+        The layer count is checked where the model is loaded (:func:`ttc_plugins.ttc_layer.hosting.load_hosted`)."""
+        from .ttc_layer.config import base_model_mismatch, read_adapter_file
+
+        for layer, path in self.ttc_layers.items():
+            key = f"{root}.ttc_layers.{layer}"
+            if layer < 0:
+                raise TTCConfigError(key, "layer indices must be >= 0")
+            try:
+                info = read_adapter_file(path)
+                info.prefix(layer)  # a multi-layer file must hold one for this layer
+            except ValueError as exc:
+                raise TTCConfigError(key, str(exc)) from None
+            why = base_model_mismatch(info, hidden_size=hidden_size)
+            if why is not None:
+                raise TTCConfigError(key, why)
+
+
+    def hosted_horizons(self) -> dict[int, tuple[int, int]]:
+        """Layer -> the horizon range its adapter was trained at, for files that record one (a
+        request asking for a horizon outside it is refused; 0, off, always passes)."""
+        from .ttc_layer.config import read_adapter_file
+
+        ranges = {layer: read_adapter_file(path).horizon for layer, path in self.ttc_layers.items()}
+        return {layer: (int(r[0]), int(r[1])) for layer, r in ranges.items() if r is not None}
 
 
 def validate_engine_config(model: type[C], raw: Any, root: str) -> C:

@@ -122,7 +122,8 @@ class EngineFacts:
     inside the engine nor a request accepted and silently ignored). ``None``: not known.
 
     - ``ttc_layers``: decoder layers hosting a TTC adapter (empty: none; the ``ttc_layer`` control
-      is refused);
+      is refused); ``ttc_horizons``: the horizon range (inclusive) each was trained at, where its
+      file records one (a request's horizon outside it is refused);
     - ``vectors``: the server's named steering vectors (a :class:`~ttc_plugins.controls.vectors.VectorLibrary`);
     - ``refused``: request features this engine cannot honour, as ``{field: why}`` with ``field`` one
       of ``ttc.control``, ``ttc.decoding``, ``ttc.search``, ``ttc.beam`` (controls off, CUDA graphs or
@@ -136,6 +137,7 @@ class EngineFacts:
     hidden_size: int | None = None
     num_layers: int | None = None
     ttc_layers: tuple[int, ...] = ()
+    ttc_horizons: Mapping[int, tuple[int, int]] = field(default_factory=dict)
     vectors: Any = None
     refused: Mapping[str, str] = field(default_factory=dict)
     max_beam_width: int | None = None

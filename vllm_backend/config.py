@@ -18,7 +18,6 @@ from typing import Any, Mapping
 from pydantic import BaseModel, ConfigDict, Field
 
 from ttc_plugins.engine_config import EngineConfigBase, TTCConfigError, validate_engine_config
-from ttc_plugins.ttc_layer.config import base_model_mismatch, read_adapter_file
 
 ROOT = "additional_config.ttc"
 
@@ -39,13 +38,10 @@ class RewardModelConfig(BaseModel):
 
 
 class EngineConfig(EngineConfigBase):
-    """Validated ``additional_config["ttc"]`` (``vectors`` and ``controls`` come from the base)."""
+    """Validated ``additional_config["ttc"]`` (``vectors``, ``controls`` and ``ttc_layers`` come from the base)."""
 
     #: Distinct control plans cached per worker (a plan is the tensors of one set of specs).
     plan_cache_size: int = Field(default=64, ge=1, le=4096)
-    #: TTC adapters hosted by this engine: decoder-layer index -> adapter file (safetensors, see
-    #: ttc_plugins.ttc_layer). Requests opt in per request with the ``ttc_layer`` control.
-    ttc_layers: dict[int, str] = Field(default_factory=dict)
     #: widest ``ttc.beam`` a request may ask for (each beam is one engine request slot)
     max_beam_width: int = Field(default=16, ge=1, le=256)
     #: Process reward models by name, started in the API server on the first search request.
@@ -66,18 +62,7 @@ def parse_engine_config(additional_config: Mapping[str, Any] | None, *, hidden_s
         raw = {}
     cfg = validate_engine_config(EngineConfig, raw, ROOT)
     cfg.check_vectors(ROOT, hidden_size)
-    for layer, path in cfg.ttc_layers.items():
-        key = f"{ROOT}.ttc_layers.{layer}"
-        if layer < 0:
-            raise TTCConfigError(key, "layer indices must be >= 0")
-        try:
-            info = read_adapter_file(path)
-            info.prefix(layer)  # a multi-layer file must hold one for this layer
-        except ValueError as exc:
-            raise TTCConfigError(key, str(exc)) from None
-        why = base_model_mismatch(info, hidden_size=hidden_size)
-        if why is not None:
-            raise TTCConfigError(key, why)
+    cfg.check_ttc_layers(ROOT, hidden_size)
     for name, rm in cfg.reward_models.items():
         if not (Path(rm.model) / "config.json").is_file():
             raise TTCConfigError(f"{ROOT}.reward_models.{name}.model", f"no model directory (config.json) at {rm.model!r}")

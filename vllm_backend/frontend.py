@@ -124,6 +124,7 @@ class FrontendState:
                                    f"--scheduler-cls {BEAM_SCHEDULER} (LLM(scheduler_cls=...))")
         return EngineFacts(vocab_size=self.vocab_size, hidden_size=self.hidden_size, num_layers=self.num_layers,
                            ttc_layers=tuple(sorted(self.config.ttc_layers)) if controls else (),
+                           ttc_horizons=self.config.hosted_horizons() if controls else {},
                            vectors=self.config.vector_library() if controls else None, refused=refused,
                            max_beam_width=self.max_beam_width,
                            beam_width_limits="additional_config.ttc.max_beam_width, max_logprobs / 2 and "

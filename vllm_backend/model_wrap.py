@@ -135,23 +135,10 @@ def _load_adapters(cfg: Any, state: worker.ControlState, model: torch.nn.Module)
     """The TTC adapters of ``additional_config.ttc.ttc_layers``, float32 on the model's device."""
     if not cfg.ttc_layers:
         return {}
-    from ttc_plugins.ttc_layer.adapter import TTCAdapter
-    from ttc_plugins.ttc_layer.config import base_model_mismatch, read_adapter_file
+    from ttc_plugins.ttc_layer.hosting import load_hosted
 
-    device = next(model.parameters()).device
-    adapters = {}
-    for layer, path in sorted(cfg.ttc_layers.items()):
-        key = f"additional_config.ttc.ttc_layers.{layer}"
-        if layer >= state.num_layers:
-            raise ValueError(f"{key}: the model has {state.num_layers} decoder layers (0..{state.num_layers - 1})")
-        why = base_model_mismatch(read_adapter_file(path), hidden_size=state.hidden_size,
-                                  num_hidden_layers=state.num_layers)
-        if why is not None:
-            raise ValueError(f"{key}: {why}")
-        adapter = TTCAdapter.load(path, device=device, layer=layer).eval().requires_grad_(False)
-        adapters[layer] = adapter
-    log.info("ttc: TTC adapters at decoder layers %s", sorted(adapters))
-    return adapters
+    return load_hosted(cfg.ttc_layers, root="additional_config.ttc", hidden_size=state.hidden_size,
+                       num_layers=state.num_layers, device=next(model.parameters()).device)
 
 
 def _wrapped_model_class(arch: str, base: type) -> type:

@@ -91,3 +91,12 @@ def mixed_batch(generate: Generate, reference: Generate, plain_reference: list[R
 LONG_PROMPT = _prompt(100, 460)
 # The steering used on LONG_PROMPT by the prefix-cache isolation and fork scenarios.
 LONG_STEER = {"control": {"name": "steering", "layers": [1, 3], "vector": _vec(11), "scale": 3.0}}
+
+
+def ttc_layer(horizon: int, scale: float = 1.0, layers: Sequence[int] = (1,)) -> dict:
+    """A ``ttc_layer`` control through the suite's trained adapter (:mod:`.adapters`, layer 1)."""
+    return {"control": {"name": "ttc_layer", "layers": list(layers), "horizon": horizon, "scale": scale}}
+
+
+#: adapter off, two horizons (one scaled), horizon 0 (off), a steered request: one batch
+TTC_LAYER_TTCS = [None, ttc_layer(8), ttc_layer(24, scale=2.0), ttc_layer(0), STEER_A]

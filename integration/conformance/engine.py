@@ -33,6 +33,9 @@ plugs in by providing the same fixtures; the suite's tests never name an engine.
   pool holds 1,024 tokens and whose context is 256.
 - ``engine_down_reward_model``: the name of a reward model that server is configured with but that
   does not answer.
+- ``engine_settings_key``: where the engine's plugin settings live (``additional_config.ttc``,
+  ``TTC_SGLANG_CONFIG``); ``engine_start_error(settings) -> str``: start an engine with those
+  settings, which must fail, and return what it said.
 - ``prm_dir``, ``engine_prm_rewards(texts) -> (step_tag, [[p, ...], ...])``: the tiny PRM and its
   step probabilities from the engine's own in-process reward model.
 

@@ -4,8 +4,8 @@ the conformance suite's (loaded as a plugin by ``integration/conftest.py``).
 SGLang engines are slow to start on a 2-core box, so there are three, started lazily:
 
 - ``engine``: ONE session-scoped ``sgl.Engine`` with the plugin (loaded through the
-  ``sglang.srt.plugins`` entry point in the main, scheduler and detokenizer processes) and a named
-  vector configured through ``TTC_SGLANG_CONFIG``;
+  ``sglang.srt.plugins`` entry point in the main, scheduler and detokenizer processes), a named
+  vector and a TTC adapter trained in the session configured through ``TTC_SGLANG_CONFIG``;
 - ``no_plugin_run``: a child process running the same kind of engine with ``SGLANG_PLUGINS``
   excluding ``ttc`` — the "without the plugin" reference;
 - ``server``: ``python -m sglang.launch_server`` with the plugin, for the OpenAI-client tests.
@@ -50,6 +50,7 @@ os.environ["TTC_SGL_KERNEL_STANDIN_LOG"] = str(_RUN_DIR / "sgl-kernel-standin-ca
 import ttc_sglang_engine as engine_helpers  # noqa: E402
 
 from integration.common import scenarios  # noqa: E402
+from integration.common.adapters import train_toy_adapter  # noqa: E402
 from integration.common.hf_reference import HFReference  # noqa: E402
 from integration.common.server import free_port, stop_server, wait_healthy  # noqa: E402
 from integration.common.tiny import tiny_model_dir  # noqa: E402
@@ -83,9 +84,17 @@ DOWN_REWARD_MODEL = "prm_down"
 
 
 @functools.lru_cache(maxsize=None)
-def _engine_config() -> str:
+def _ttc_adapter() -> tuple[int, str]:
+    """The adapter trained in this session (:mod:`integration.common.adapters`), hosted by the
+    in-process engine (the servers host none: the conformance suite's refusal runs there)."""
+    return train_toy_adapter(_tiny(), _RUN_DIR / "adapters")
+
+
+@functools.lru_cache(maxsize=None)
+def _engine_config(adapters: bool = False) -> str:
     prm_dir, prm_port = _prm()
-    return json.dumps({"vectors": {"honest": _named_vector()[0]},
+    ttc_layers = {str(_ttc_adapter()[0]): _ttc_adapter()[1]} if adapters else {}
+    return json.dumps({"vectors": {"honest": _named_vector()[0]}, "ttc_layers": ttc_layers,
                        "reward_models": {"prm": {"url": f"http://127.0.0.1:{prm_port}", "model": prm_dir},
                                          # a reward model whose server is down (nothing listens there)
                                          DOWN_REWARD_MODEL: {"url": f"http://127.0.0.1:{free_port()}",
@@ -192,13 +201,19 @@ def hf(tiny_model) -> HFReference:
 
 
 @pytest.fixture(scope="session")
-def reference(hf, named_vector):
-    return hf.cached(vectors={"honest": named_vector[0]})
+def ttc_adapter() -> tuple[int, str]:
+    return _ttc_adapter()
+
+
+@pytest.fixture(scope="session")
+def reference(hf, named_vector, ttc_adapter):
+    return hf.cached(vectors={"honest": named_vector[0]}, ttc_layers={ttc_adapter[0]: ttc_adapter[1]})
 
 
 @pytest.fixture(scope="session")
 def engine_config() -> str:
-    return _engine_config()
+    """``TTC_SGLANG_CONFIG`` of the in-process engine: the named vector, the PRM servers, the adapter."""
+    return _engine_config(adapters=True)
 
 
 @pytest.fixture(scope="session")
@@ -258,6 +273,27 @@ def prm_server(prm_dir):
 
 
 # -- the conformance suite's engine (integration/conformance/engine.py) --------------------------
+@pytest.fixture(scope="session")
+def engine_settings_key() -> str:
+    return "TTC_SGLANG_CONFIG"
+
+
+@pytest.fixture(scope="session")
+def engine_start_error(tiny_model):
+    """``TTC_SGLANG_CONFIG`` settings -> what an engine started with them (a child process) printed
+    as it stopped."""
+    def start(settings: dict) -> str:
+        code = (f"import sys; sys.path.insert(0, {str(HERE)!r}); import sglang as sgl, ttc_sglang_engine as h; "
+                f"sgl.Engine(**h.engine_kwargs({tiny_model!r})).shutdown()")
+        env = {**os.environ, "TTC_SGLANG_CONFIG": json.dumps(settings)}
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=CHILD_TIMEOUT,
+                              env=env, start_new_session=True)
+        assert proc.returncode != 0, f"the engine started with {settings}"
+        return proc.stdout + proc.stderr
+
+    return start
+
+
 @pytest.fixture(scope="session")
 def engine_generate(engine):
     def generate(prompts, ttcs, max_tokens, cache_salt=None):
@@ -342,8 +378,10 @@ def engine_prm_rewards(prm_dir, run_dir):
     def rewards(texts):
         texts_path, out_path = run_dir / "prm-texts.json", run_dir / "prm-out.json"
         texts_path.write_text(json.dumps(texts))
+        # the servers' settings, not the in-process engine's (its adapter is for the policy model)
+        env = {**os.environ, "TTC_SGLANG_CONFIG": _engine_config()}
         proc = subprocess.run([sys.executable, str(HERE / "ttc_sglang_engine.py"), "prm", prm_dir, str(texts_path),
-                               str(out_path)], capture_output=True, text=True, timeout=420)
+                               str(out_path)], capture_output=True, text=True, timeout=420, env=env)
         assert proc.returncode == 0, proc.stderr[-4000:]
         out = json.loads(out_path.read_text())
         return out["step_tag"], out["rewards"]

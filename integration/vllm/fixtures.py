@@ -41,6 +41,7 @@ sys.path.insert(0, str(HERE))  # the suite's helper modules (ttc_vllm_engine)
 import ttc_vllm_engine as engine  # noqa: E402
 
 from integration.common import scenarios  # noqa: E402
+from integration.common.adapters import train_toy_adapter  # noqa: E402
 from integration.common.hf_reference import HFReference  # noqa: E402
 from integration.common.server import free_port, start_openai_server, stop_server  # noqa: E402
 from integration.common.tiny import tiny_model_dir  # noqa: E402
@@ -67,18 +68,9 @@ def named_vector(tmp_path_factory) -> tuple[str, list[float]]:
 
 @pytest.fixture(scope="session")
 def ttc_adapter(tiny_model, tmp_path_factory) -> tuple[int, str]:
-    """A TTC adapter trained in this session (a few steps of ``ttc adapter train``'s loop on a toy
-    task, so its gate is open) and hosted at decoder layer 1 of the eager engine."""
-    from ttc_plugins.ttc_layer.train import TrainSettings, train
-
-    out = tmp_path_factory.mktemp("adapters")
-    data = out / "toy.jsonl"
-    data.write_text("".join(json.dumps({"prompt": f"Q{i}:", "completion": " a b a b a b"}) + "\n" for i in range(8)))
-    result = train(TrainSettings(model=Path(tiny_model), out=out, layers=(1,), problems=None, data=data,
-                                 horizons=(8, 24), steps=3, batch_size=4, lr=0.3, warmup_steps=0, checkpoint_every=0,
-                                 eval_every=0, chat=False, seed=1234,
-                                 adapter={"heads": 2, "state_dim": 8, "control_dim": 8, "b_rank": 4, "q_rank": 4}))
-    return 1, str(result.adapter_path)
+    """The adapter trained in this session (:mod:`integration.common.adapters`), hosted by the
+    eager engine and the search server."""
+    return train_toy_adapter(tiny_model, tmp_path_factory.mktemp("adapters"))
 
 
 @pytest.fixture(scope="session")
@@ -146,8 +138,12 @@ def compiled_no_plugin_run(tiny_model, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def compiled_run(tiny_model, tmp_path_factory):
-    spec = {"model": tiny_model, "eager": False, "ttc": {}, "batches": _batches(LONG_STEER)}
+def compiled_run(tiny_model, ttc_adapter, tmp_path_factory):
+    """The batches on a compiled engine with the plugin; the last one serves the trained adapter."""
+    ttc_layers = {"prompts": scenarios.PROMPTS[:len(scenarios.TTC_LAYER_TTCS)], "ttcs": scenarios.TTC_LAYER_TTCS,
+                  "max_tokens": scenarios.MAX_TOKENS}
+    spec = {"model": tiny_model, "eager": False, "ttc": {"ttc_layers": {str(ttc_adapter[0]): ttc_adapter[1]}},
+            "batches": [*_batches(LONG_STEER), ttc_layers]}
     return run_child(spec, tmp_path_factory.mktemp("compiled"), {})
 
 
@@ -200,6 +196,24 @@ def search_server(tiny_model, named_vector, ttc_adapter, prm_dir, tmp_path_facto
 
 
 # -- the conformance suite's engine (integration/conformance/engine.py) --------------------------
+@pytest.fixture(scope="session")
+def engine_settings_key() -> str:
+    return "additional_config.ttc"
+
+
+@pytest.fixture(scope="session")
+def engine_start_error(tiny_model):
+    """Engine-wide ``ttc`` settings -> the error that stops an engine started with them."""
+    def start(settings: dict) -> str:
+        from vllm import LLM
+
+        with pytest.raises(Exception) as info:
+            LLM(**engine.engine_kwargs(tiny_model, eager=True, ttc=settings))
+        return str(info.value)
+
+    return start
+
+
 @pytest.fixture(scope="session")
 def engine_generate(eager_llm):
     def generate(prompts, ttcs, max_tokens, cache_salt=None):

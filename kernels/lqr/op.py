@@ -8,6 +8,7 @@ import torch
 
 from .._checks import FLOAT_DTYPES, INT_DTYPES, check_same_dtype, check_tensor, use_triton
 from .reference import lqr_reference
+from .symplectic_reference import lqr_symplectic_reference
 
 MAX_D = 128  # P, Q live in registers: beyond this the kernel would spill heavily
 MAX_DU = 128
@@ -19,6 +20,9 @@ class LQRResult(NamedTuple):
     u0: torch.Tensor
     status: torch.Tensor
 
+
+#: solver name -> (float64 reference: the fallback and what the backward differentiates)
+SOLVERS = {"riccati": lqr_reference, "symplectic": lqr_symplectic_reference}
 
 _FLOAT_ARGS = ("h0", "a", "r_inv", "log_gamma_a", "log_gamma_b", "log_gamma_q", "B", "Q", "Qf")
 
@@ -64,13 +68,13 @@ def _validate(h0, a, r_inv, log_gamma_a, log_gamma_b, log_gamma_q, B, Q, Qf, T) 
     return T
 
 
-def _run_forward(h0, a, r_inv, lga, lgb, lgq, B, Q, Qf, T, u0, status) -> None:
+def _run_forward(h0, a, r_inv, lga, lgb, lgq, B, Q, Qf, T, u0, status, solver: str = "riccati") -> None:
     if use_triton(h0):
         from .triton_fwd import lqr_fwd_triton
 
-        lqr_fwd_triton(h0, a, r_inv, lga, lgb, lgq, B, Q, Qf, T, u0, status)
+        lqr_fwd_triton(h0, a, r_inv, lga, lgb, lgq, B, Q, Qf, T, u0, status, solver=solver)
     else:
-        u_ref, st_ref = lqr_reference(h0, a, r_inv, lga, lgb, lgq, B, Q, Qf, T)
+        u_ref, st_ref = SOLVERS[solver](h0, a, r_inv, lga, lgb, lgq, B, Q, Qf, T)
         u0.copy_(u_ref)
         status.copy_(st_ref)
 
@@ -79,36 +83,37 @@ def _run_forward(h0, a, r_inv, lga, lgb, lgq, B, Q, Qf, T, u0, status) -> None:
 def _lqr_op(
     h0: torch.Tensor, a: torch.Tensor, r_inv: torch.Tensor, log_gamma_a: torch.Tensor,
     log_gamma_b: torch.Tensor, log_gamma_q: torch.Tensor, B: torch.Tensor, Q: torch.Tensor,
-    Qf: torch.Tensor, T: torch.Tensor,
+    Qf: torch.Tensor, T: torch.Tensor, solver: str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     N, H, _ = h0.shape
     u0 = torch.empty(N, H, r_inv.shape[-1], dtype=h0.dtype, device=h0.device)
     status = torch.empty(N, H, dtype=torch.int32, device=h0.device)
-    _run_forward(h0, a, r_inv, log_gamma_a, log_gamma_b, log_gamma_q, B, Q, Qf, T, u0, status)
+    _run_forward(h0, a, r_inv, log_gamma_a, log_gamma_b, log_gamma_q, B, Q, Qf, T, u0, status, solver)
     return u0, status
 
 
 @_lqr_op.register_fake
-def _(h0, a, r_inv, log_gamma_a, log_gamma_b, log_gamma_q, B, Q, Qf, T):
+def _(h0, a, r_inv, log_gamma_a, log_gamma_b, log_gamma_q, B, Q, Qf, T, solver):
     N, H, _ = h0.shape
     return (h0.new_empty(N, H, r_inv.shape[-1]), h0.new_empty(N, H, dtype=torch.int32))
 
 
 def _setup_context(ctx, inputs, output):
-    ctx.save_for_backward(*inputs)
+    ctx.save_for_backward(*inputs[:10])
+    ctx.solver = inputs[10]
 
 
 def _backward(ctx, grad_u0, grad_status):
-    # Differentiable PyTorch recomputation: autograd through the float64 reference Riccati
-    # recursion (not a Triton kernel). Exact w.r.t. the reference; O(T) small batched ops.
+    # Differentiable PyTorch recomputation: autograd through the solver's float64 reference (not
+    # a Triton kernel). Exact w.r.t. the reference; O(T) small batched ops.
     saved = ctx.saved_tensors
     floats, T = saved[:9], saved[9]
     with torch.enable_grad():
         leaves = [x.detach().to(torch.float64).requires_grad_(True) for x in floats]
-        u_ref, _ = lqr_reference(*leaves, T)
+        u_ref, _ = SOLVERS[ctx.solver](*leaves, T)
         grads = torch.autograd.grad(u_ref, leaves, grad_u0.to(torch.float64), allow_unused=True)
     out = [None if g is None else g.to(x.dtype) for g, x in zip(grads, floats)]
-    return (*out, None)
+    return (*out, None, None)
 
 
 _lqr_op.register_autograd(_backward, setup_context=_setup_context)
@@ -127,6 +132,7 @@ def lqr(
     T: torch.Tensor | int,
     *,
     out: LQRResult | tuple[torch.Tensor, torch.Tensor] | None = None,
+    solver: str = "riccati",
 ) -> LQRResult:
     """Batched finite-horizon LQR first control of the TTC layer (one problem per token and head).
 
@@ -147,6 +153,9 @@ def lqr(
                      CPU; for a GPU tensor (checked without a sync) the row gets LQR_BAD_INPUT.
         out:         optional preallocated ``(u0, status)`` (contiguous, right shape/dtype/device);
                      written in place and returned. Inference only: no autograd with ``out``.
+        solver:      ``"riccati"`` (the backward Riccati recursion, one rank-1 update per control
+                     column) or ``"symplectic"`` (the TTC paper's multiply-only sweep over a pair of
+                     D x D matrices, re-orthonormalised each step); the same answer.
 
     Returns:
         ``LQRResult(u0 [N,H,DU] in h0's dtype, status [N,H] int32)``. ``u0 = -K_1 h0`` from the
@@ -158,10 +167,12 @@ def lqr(
     reference. Gradients flow to every float input; the backward recomputes the float64
     reference with autograd (a PyTorch recomputation, not a Triton kernel).
     """
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {sorted(SOLVERS)}, got {solver!r}")
     T = _validate(h0, a, r_inv, log_gamma_a, log_gamma_b, log_gamma_q, B, Q, Qf, T)
     floats = (h0, a, r_inv, log_gamma_a, log_gamma_b, log_gamma_q, B, Q, Qf)
     if out is None:
-        u0, status = _lqr_op(*floats, T)
+        u0, status = _lqr_op(*floats, T, solver)
         return LQRResult(u0, status)
 
     if not isinstance(out, tuple) or len(out) != 2:
@@ -174,5 +185,5 @@ def lqr(
         raise ValueError("out tensors must be contiguous")
     if torch.is_grad_enabled() and any(x.requires_grad for x in floats):
         raise ValueError("out= does not support autograd; call lqr without out (or under torch.no_grad())")
-    _run_forward(*floats, T, out[0], out[1])
+    _run_forward(*floats, T, out[0], out[1], solver)
     return LQRResult(out[0], out[1])

@@ -31,8 +31,9 @@ What it reports: the same ``(u0, status)`` as the Riccati reference (shared :fun
 It only forms ``S`` at t = 1, so a non-positive-definite ``S`` is caught there; at earlier steps
 ``P`` stays PSD whenever ``Q`` and ``Qf`` are, which the layer builds them to be, and anything
 that goes wrong in the sweep (a singular ``A_t`` or ``Y1``) surfaces as a non-finite ``u0``.
-A Triton kernel of this sweep is the fast op's job; this file is the readable statement it is
-checked against (together with the Riccati reference, in float64).
+The Triton kernel of this sweep (``triton_symplectic.py``, ``lqr(..., solver="symplectic")``) is
+checked against this file and the Riccati reference; its re-orthonormalisation is modified
+Gram-Schmidt, multiply-only apart from one division per column.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from .op import MAX_D, MAX_DU
 
 from .._checks import interpreter_enabled, next_pow2
 from .reference import LQR_BAD_INPUT, LQR_NONFINITE, LQR_NOT_POSITIVE_DEFINITE
+from .triton_symplectic import _symplectic_sweep
 
 # Compiled (GPU) kernels may only read globals that are tl.constexpr; the plain-int status codes
 # of reference.py raise NameError there ("Cannot access global variable ..."), although the
@@ -67,65 +68,12 @@ def _measurement_update(P, tf, active, B_ptrs, rinv_ptrs, lgb_ptrs, offs_r, offs
 
 
 @triton.jit
-def _lqr_fwd_kernel(
-    h0_ptr, a_ptr, rinv_ptr, lga_ptr, lgb_ptr, lgq_ptr, B_ptr, Q_ptr, Qf_ptr, T_ptr,
-    u_ptr, status_ptr,
-    NH, H, D, DU: tl.constexpr,
-    BP: tl.constexpr, BD: tl.constexpr, BDU: tl.constexpr,
-):
-    # One program = BP consecutive (token, head) problems of the flattened N*H axis. On the GPU
-    # BP divides H (or is 1), so a program never straddles tokens and all its problems share T;
-    # under the interpreter BP is large and the per-problem `active` mask handles mixed T.
-    offs_p = tl.program_id(0).to(tl.int64) * BP + tl.arange(0, BP)  # flat (token, head) index
-    mask_p1 = offs_p < NH
-    tok = offs_p // H
-    T1 = tl.load(T_ptr + tok, mask=mask_p1, other=0).to(tl.int32)  # [BP]
-    t_max = tl.max(T1, axis=0)
-
-    offs = tl.arange(0, BD)
-    pp = offs_p[:, None, None]  # [BP, 1, 1]
-    nn = tok[:, None, None]
-    Tp = T1[:, None, None]
-    offs_r = offs[None, :, None]  # [1, BD, 1]
-    offs_c = offs[None, None, :]  # [1, 1, BD]
-    mask_p = mask_p1[:, None, None]
-    mask_pr = mask_p & (offs_r < D)
-    mask_pc = mask_p & (offs_c < D)
-    mask_prc = mask_pr & (offs_c < D)
-
-    vec_base = pp * D  # h0, a, log_gamma_q
-    rinv_ptrs = rinv_ptr + pp * DU
-    lgb_ptrs = lgb_ptr + pp * DU
-    B_ptrs = B_ptr + nn * D * DU  # B and Q are per token, shared by its heads
-
-    lga = tl.load(lga_ptr + pp, mask=mask_p, other=0.0).to(tl.float32)  # [BP, 1, 1]
-    a_r = tl.load(a_ptr + vec_base + offs_r, mask=mask_pr, other=0.0).to(tl.float32)
-    a_c = tl.load(a_ptr + vec_base + offs_c, mask=mask_pc, other=0.0).to(tl.float32)
-    lgq_r = tl.load(lgq_ptr + vec_base + offs_r, mask=mask_pr, other=0.0).to(tl.float32)
-    lgq_c = tl.load(lgq_ptr + vec_base + offs_c, mask=mask_pc, other=0.0).to(tl.float32)
-    Qm = tl.load(Q_ptr + nn * D * D + offs_r * D + offs_c, mask=mask_prc, other=0.0).to(tl.float32)
-    P = tl.load(Qf_ptr + pp * D * D + offs_r * D + offs_c, mask=mask_prc, other=0.0).to(tl.float32)
-
-    pivot_bad = tl.zeros((BP, 1, 1), dtype=tl.int32)  # some pivot s <= 1e-6 r: S_t not positive definite
-    # t = max(T) .. 2: measurement update, then P <- A_t P~ A_t + Q_{t-1} (only where t <= T).
-    # (A while loop, not range(): Triton 3.6's interpreter cannot take range() of a loaded
-    # scalar with numpy >= 2.4.)
-    t = t_max
-    while t > 1:
-        tf = t.to(tl.float32)
-        active = Tp >= t
-        P, pivot_bad = _measurement_update(
-            P, tf, active, B_ptrs, rinv_ptrs, lgb_ptrs, offs_r, offs_c, mask_pr, mask_pc, mask_p, pivot_bad, DU
-        )
-        ga = tl.exp(tf * lga)
-        alpha_r = 1.0 + a_r * ga
-        alpha_c = 1.0 + a_c * ga
-        gq_r = tl.exp((tf - 1.0) * lgq_r)
-        gq_c = tl.exp((tf - 1.0) * lgq_c)
-        P = tl.where(active, P * (alpha_r * alpha_c) + Qm * (gq_r * gq_c), P)
-        t -= 1
-
-    # t = 1: last measurement update, then u0 = -r_inv * gamma_B * (B' (P~ (A_1 h0)))
+def _finish(P, pivot_bad, Tp, T1, h0_ptr, rinv_ptr, lgb_ptr, B_ptrs, rinv_ptrs, lgb_ptrs, vec_base, a_c, lga,
+            offs_p, offs_r, offs_c, mask_p1, mask_p, mask_pr, mask_pc, u_ptr, status_ptr,
+            DU: tl.constexpr, BDU: tl.constexpr):
+    """From P_1 (symmetric, [BP, BD, BD]): the t = 1 measurement update, then
+    u0 = -r_inv * gamma_B * (B' (P~_1 (A_1 h0))), the status codes, and the stores. Shared by the
+    Riccati and the symplectic kernels (they differ only in how they reach P_1)."""
     P, pivot_bad = _measurement_update(
         P, 1.0, Tp >= 1, B_ptrs, rinv_ptrs, lgb_ptrs, offs_r, offs_c, mask_pr, mask_pc, mask_p, pivot_bad, DU
     )
@@ -162,6 +110,73 @@ def _lqr_fwd_kernel(
     tl.store(status_ptr + offs_p, status.to(tl.int32), mask=mask_p1)
 
 
+@triton.jit
+def _lqr_fwd_kernel(
+    h0_ptr, a_ptr, rinv_ptr, lga_ptr, lgb_ptr, lgq_ptr, B_ptr, Q_ptr, Qf_ptr, T_ptr,
+    u_ptr, status_ptr,
+    NH, H, D: tl.constexpr, DU: tl.constexpr,
+    BP: tl.constexpr, BD: tl.constexpr, BDU: tl.constexpr, SYMPLECTIC: tl.constexpr,
+):
+    # One program = BP consecutive (token, head) problems of the flattened N*H axis. On the GPU
+    # BP divides H (or is 1), so a program never straddles tokens and all its problems share T;
+    # under the interpreter BP is large and the per-problem `active` mask handles mixed T.
+    offs_p = tl.program_id(0).to(tl.int64) * BP + tl.arange(0, BP)  # flat (token, head) index
+    mask_p1 = offs_p < NH
+    tok = offs_p // H
+    T1 = tl.load(T_ptr + tok, mask=mask_p1, other=0).to(tl.int32)  # [BP]
+    t_max = tl.max(T1, axis=0)
+
+    offs = tl.arange(0, BD)
+    pp = offs_p[:, None, None]  # [BP, 1, 1]
+    nn = tok[:, None, None]
+    Tp = T1[:, None, None]
+    offs_r = offs[None, :, None]  # [1, BD, 1]
+    offs_c = offs[None, None, :]  # [1, 1, BD]
+    mask_p = mask_p1[:, None, None]
+    mask_pr = mask_p & (offs_r < D)
+    mask_pc = mask_p & (offs_c < D)
+    mask_prc = mask_pr & (offs_c < D)
+
+    vec_base = pp * D  # h0, a, log_gamma_q
+    rinv_ptrs = rinv_ptr + pp * DU
+    lgb_ptrs = lgb_ptr + pp * DU
+    B_ptrs = B_ptr + nn * D * DU  # B and Q are per token, shared by its heads
+
+    lga = tl.load(lga_ptr + pp, mask=mask_p, other=0.0).to(tl.float32)  # [BP, 1, 1]
+    a_r = tl.load(a_ptr + vec_base + offs_r, mask=mask_pr, other=0.0).to(tl.float32)
+    a_c = tl.load(a_ptr + vec_base + offs_c, mask=mask_pc, other=0.0).to(tl.float32)
+    lgq_r = tl.load(lgq_ptr + vec_base + offs_r, mask=mask_pr, other=0.0).to(tl.float32)
+    lgq_c = tl.load(lgq_ptr + vec_base + offs_c, mask=mask_pc, other=0.0).to(tl.float32)
+    Qm = tl.load(Q_ptr + nn * D * D + offs_r * D + offs_c, mask=mask_prc, other=0.0).to(tl.float32)
+    P = tl.load(Qf_ptr + pp * D * D + offs_r * D + offs_c, mask=mask_prc, other=0.0).to(tl.float32)
+
+    pivot_bad = tl.zeros((BP, 1, 1), dtype=tl.int32)  # some pivot s <= 1e-6 r: S_t not positive definite
+    if SYMPLECTIC:
+        P = _symplectic_sweep(P, t_max, Tp, lga, a_r, lgq_r, B_ptrs, Q_ptr + nn * D * D, rinv_ptrs, lgb_ptrs, lgq_ptr,
+                              vec_base, offs_r, offs_c, mask_p, mask_pr, mask_prc, D, DU)
+    else:
+        # t = max(T) .. 2: measurement update, then P <- A_t P~ A_t + Q_{t-1} (only where t <= T).
+        # (A while loop, not range(): Triton 3.6's interpreter cannot take range() of a loaded
+        # scalar with numpy >= 2.4.)
+        t = t_max
+        while t > 1:
+            tf = t.to(tl.float32)
+            active = Tp >= t
+            P, pivot_bad = _measurement_update(
+                P, tf, active, B_ptrs, rinv_ptrs, lgb_ptrs, offs_r, offs_c, mask_pr, mask_pc, mask_p, pivot_bad, DU
+            )
+            ga = tl.exp(tf * lga)
+            alpha_r = 1.0 + a_r * ga
+            alpha_c = 1.0 + a_c * ga
+            gq_r = tl.exp((tf - 1.0) * lgq_r)
+            gq_c = tl.exp((tf - 1.0) * lgq_c)
+            P = tl.where(active, P * (alpha_r * alpha_c) + Qm * (gq_r * gq_c), P)
+            t -= 1
+
+    _finish(P, pivot_bad, Tp, T1, h0_ptr, rinv_ptr, lgb_ptr, B_ptrs, rinv_ptrs, lgb_ptrs, vec_base, a_c, lga,
+            offs_p, offs_r, offs_c, mask_p1, mask_p, mask_pr, mask_pc, u_ptr, status_ptr, DU, BDU)
+
+
 def launch_config(N: int, H: int, D: int, *, interpreter: bool | None = None) -> tuple[int, int, int]:
     """(BP, BD, num_warps). GPU: pack the heads of one token (BP a power of two dividing H) up
     to ~2048 P entries per program, so no program mixes horizons. Interpreter: pack up to 64
@@ -182,12 +197,14 @@ def launch_config(N: int, H: int, D: int, *, interpreter: bool | None = None) ->
 
 
 def lqr_fwd_triton(
-    h0, a, r_inv, log_gamma_a, log_gamma_b, log_gamma_q, B, Q, Qf, T, u0_out, status_out, config=None
+    h0, a, r_inv, log_gamma_a, log_gamma_b, log_gamma_q, B, Q, Qf, T, u0_out, status_out, config=None,
+    solver: str = "riccati",
 ) -> None:
     """Launch the forward kernel; writes ``u0_out [N,H,DU]`` and ``status_out [N,H] int32``.
 
     Inputs must already be validated (see ``op.py``). Non-contiguous inputs are copied.
     ``config`` overrides :func:`launch_config` (tests use it to run the GPU packing under the interpreter).
+    ``solver="symplectic"`` runs the multiply-only sweep (:mod:`.triton_symplectic`) to P_1.
     """
     N, H, D = h0.shape
     DU = r_inv.shape[-1]
@@ -199,5 +216,5 @@ def lqr_fwd_triton(
     BDU = max(next_pow2(DU), 2)
     _lqr_fwd_kernel[(triton.cdiv(N * H, BP),)](
         *args, u0_out, status_out, N * H, H, D, DU,
-        BP=BP, BD=BD, BDU=BDU, num_warps=num_warps,
+        BP=BP, BD=BD, BDU=BDU, SYMPLECTIC=solver == "symplectic", num_warps=num_warps,
     )

@@ -43,8 +43,13 @@ def _cases():
         "residual_control (three chunks)": (rc._residual_control_kernel, rc_types, dict(BLOCK=4096, NUM_CHUNKS=3)),
         "lqr._lqr_fwd_kernel": (
             lq._lqr_fwd_kernel,
-            {**dict.fromkeys(lqr_ptrs, "*fp32"), "T_ptr": "*i32", "status_ptr": "*i32", "NH": "i32", "H": "i32", "D": "i32"},
-            dict(DU=4, BP=2, BD=16, BDU=4),
+            {**dict.fromkeys(lqr_ptrs, "*fp32"), "T_ptr": "*i32", "status_ptr": "*i32", "NH": "i32", "H": "i32"},
+            dict(D=13, DU=4, BP=2, BD=16, BDU=4, SYMPLECTIC=False),
+        ),
+        "lqr._lqr_fwd_kernel (symplectic)": (
+            lq._lqr_fwd_kernel,
+            {**dict.fromkeys(lqr_ptrs, "*fp32"), "T_ptr": "*i32", "status_ptr": "*i32", "NH": "i32", "H": "i32"},
+            dict(D=13, DU=4, BP=2, BD=16, BDU=4, SYMPLECTIC=True),
         ),
     }
 

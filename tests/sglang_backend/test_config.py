@@ -49,10 +49,25 @@ def test_errors_name_the_key(raw, key):
 
 
 def test_unknown_key_lists_allowed_keys():
-    with pytest.raises(TTCConfigError, match="allowed: allow_custom_logit_processor, controls, max_beam_width, reward_models, vectors"):
+    with pytest.raises(TTCConfigError, match="allowed: allow_custom_logit_processor, controls, max_beam_width, reward_models, ttc_layers, vectors"):
         parse_engine_config('{"vectorz": {}}')
 
 
 def test_reward_models_name_a_prm_server_and_its_model():
     cfg = parse_engine_config('{"reward_models": {"prm": {"url": "http://127.0.0.1:30001", "model": "/m/prm"}}}')
     assert (cfg.reward_models["prm"].url, cfg.reward_models["prm"].model) == ("http://127.0.0.1:30001", "/m/prm")
+
+
+def test_ttc_layers_are_read_at_start_and_a_missing_file_names_the_key(tmp_path):
+    torch = pytest.importorskip("torch")
+    from ttc_plugins.ttc_layer.adapter import TTCAdapter
+    from ttc_plugins.ttc_layer.config import TTCAdapterConfig
+
+    torch.manual_seed(0)
+    path = tmp_path / "a.safetensors"
+    TTCAdapter(TTCAdapterConfig(hidden_size=8, heads=1, state_dim=2, control_dim=2, b_rank=2, q_rank=2)).save(path)
+    assert parse_engine_config(json.dumps({"ttc_layers": {"1": str(path)}})).ttc_layers == {1: str(path)}
+    with pytest.raises(TTCConfigError, match=r"TTC_SGLANG_CONFIG\.ttc_layers\.2: TTC adapter file .* does not exist"):
+        parse_engine_config(json.dumps({"ttc_layers": {"2": str(tmp_path / "missing.safetensors")}}))
+    with pytest.raises(TTCConfigError, match=r"TTC_SGLANG_CONFIG\.ttc_layers\.-1: layer indices must be >= 0"):
+        parse_engine_config(json.dumps({"ttc_layers": {"-1": str(path)}}))

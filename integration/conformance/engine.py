@@ -36,6 +36,13 @@ plugs in by providing the same fixtures; the suite's tests never name an engine.
 - ``engine_settings_key``: where the engine's plugin settings live (``additional_config.ttc``,
   ``TTC_SGLANG_CONFIG``); ``engine_start_error(settings) -> str``: start an engine with those
   settings, which must fail, and return what it said.
+- ``engine_replicas`` (module scope): :class:`Replicas`, two search-serving servers of the engine
+  (each with the same settings as ``engine_search_openai``'s, reward models aside) behind the
+  engine's own router (:mod:`integration.common.router`), with its default routing policy.
+- ``engine_parallel(mode) -> Parallel`` (module scope): the search-serving server's settings with
+  two ranks (``mode``: ``"tp2"`` tensor parallelism 2, ``"dp2"`` data parallelism 2, the engine's
+  own flags); it calls ``pytest.skip`` with the engine's own error where its CPU build cannot run
+  the mode.
 - ``prm_dir``, ``engine_prm_rewards(texts) -> (step_tag, [[p, ...], ...])``: the tiny PRM and its
   step probabilities from the engine's own in-process reward model.
 
@@ -46,7 +53,7 @@ installed (nox's ``install_test_plugin``): its faulty components are what ``test
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 
 @dataclass
@@ -56,3 +63,25 @@ class BeamOut:
     token_ids: list[int]
     finish_reason: str
     report: dict[str, Any]
+
+
+@dataclass
+class Replicas:
+    """Two replicas of a server behind the engine's router: ``router`` and each of ``replicas`` is
+    (OpenAI client, model name, ``ttc`` section -> extra_body); ``finished()`` is each replica's
+    count of finished engine requests so far, read from its own metrics."""
+
+    router: tuple[Any, str, Callable[[dict], dict]]
+    replicas: list[tuple[Any, str, Callable[[dict], dict]]]
+    finished: Callable[[], list[int]]
+
+
+@dataclass
+class Parallel:
+    """A server of the engine with more than one rank: ``openai`` as ``engine_openai``;
+    ``serve(prompt_ids, ttc, max_tokens) -> (token_ids, logprobs)`` one greedy request;
+    ``kv_in_use() -> float`` its KV pool in use (the largest over ranks)."""
+
+    openai: tuple[Any, str, Callable[[dict], dict]]
+    serve: Callable[..., tuple[list[int], list[float]]]
+    kv_in_use: Callable[[], float]

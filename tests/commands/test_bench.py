@@ -193,6 +193,8 @@ def test_bench_on_the_hf_engine_end_to_end(app, tmp_path):
         assert float(cells[10]) == pytest.approx(r["kv_block_seconds"], abs=0.06)
         assert cells[11] == str(r["peak_kv_tokens"])
         assert float(cells[12]) == r["peak_kv_tokens_mean"] <= r["peak_kv_tokens"]
+        # without sharing every branch holds its whole sequence: never less than with sharing
+        assert r["peak_kv_tokens_unshared_mean"] >= r["peak_kv_tokens_mean"]
         assert float(cells[13]) == r["kv_tokens_avg"]
         assert cells[14] == str(r["retained_nodes_peak"])
         assert float(cells[15]) == pytest.approx(r["wall_s"], abs=0.006)

@@ -223,6 +223,7 @@ class BenchRow:
     retained_nodes_peak: int
     retained_nodes_sum: int
     peak_kv_tokens_mean: float = 0.0
+    peak_kv_tokens_unshared_mean: float = 0.0
     kv_tokens_avg: float = 0.0
     kind: RowKind = "search"
     budget: int = 0
@@ -236,6 +237,8 @@ class BenchRow:
                    retained_nodes_peak=max((x.retained_nodes_peak for x in c), default=0),
                    retained_nodes_sum=sum(x.retained_nodes_sum for x in c),
                    peak_kv_tokens_mean=round(sum(x.peak_kv_tokens for x in c) / len(c), 1) if c else 0.0,
+                   # the same peak with every live branch holding its whole sequence (no sharing)
+                   peak_kv_tokens_unshared_mean=round(sum(x.peak_kv_tokens_unshared for x in c) / len(c), 1) if c else 0.0,
                    # the ETS paper's average: over every round of every search, so long searches weigh more
                    kv_tokens_avg=round(sum(x.kv_tokens_sum for x in c) / max(1, sum(x.kv_rounds for x in c)), 1),
                    kind=run.kind, budget=run.budget)
@@ -250,7 +253,8 @@ class BenchRow:
         lo, hi = wilson_interval(self.report.correct, self.report.n)
         return {"set": self.problem_set, "kind": self.kind, "method": self.strategy, "width": self.width,
                 "budget": self.budget, **d, "accuracy_ci95": [round(lo, 4), round(hi, 4)],
-                "peak_kv_tokens_mean": self.peak_kv_tokens_mean, "kv_tokens_avg": self.kv_tokens_avg,
+                "peak_kv_tokens_mean": self.peak_kv_tokens_mean,
+                "peak_kv_tokens_unshared_mean": self.peak_kv_tokens_unshared_mean, "kv_tokens_avg": self.kv_tokens_avg,
                 "retained_nodes_peak": self.retained_nodes_peak, "retained_nodes_sum": self.retained_nodes_sum}
 
     def cells(self) -> list[str]:

@@ -1,6 +1,7 @@
 """The engines' own routers in front of several replicas of a server (``vllm-router``,
-``sglang-router``; Rust binaries in PyPI wheels, installed into each engine's test session): start
-one on 127.0.0.1 (the noxfile's ``ROUTER`` pins what each engine session installs), and read each replica's count of finished engine requests from its own metrics.
+``sglang-router``; Rust binaries in PyPI wheels, pinned by the noxfile's ``ROUTER`` and installed
+into each engine's test session): start one on 127.0.0.1, and read each replica's count of finished
+engine requests from its own metrics.
 
 Nothing here routes: which replica serves a request is the router's choice (its default policy,
 ``cache_aware``, unless a test names another).

@@ -42,15 +42,18 @@ def _healthy(base_url: str) -> bool:
 
 
 def wait_healthy(proc: subprocess.Popen, base_url: str, log_path: Path, timeout: float,
-                 *, since: float | None = None) -> None:
+                 *, since: float | None = None, dead_if: str | None = None) -> None:
     """Poll ``{base_url}/health`` once a second until it answers 200. Raises
-    :class:`ServerStartError` with the tail of ``log_path`` when ``proc`` exits first or
+    :class:`ServerStartError` with the tail of ``log_path`` when ``proc`` exits first, its log
+    shows ``dead_if`` (a server whose main process outlives a failed child says so), or
     ``timeout`` seconds have passed since ``since`` (a ``time.time()``; default: now). Does not
     stop the process."""
     deadline = (time.time() if since is None else since) + timeout
     while True:
         if proc.poll() is not None:
             raise ServerStartError(f"server exited ({proc.returncode}):\n{_tail(log_path)}")
+        if dead_if is not None and dead_if in Path(log_path).read_text(errors="replace"):
+            raise ServerStartError(f"server failed ({dead_if!r}):\n{_tail(log_path)}")
         if _healthy(base_url):
             return
         if time.time() > deadline:

@@ -57,6 +57,8 @@ from integration.common.server import free_port, stop_server, wait_healthy  # no
 from integration.common.tiny import tiny_model_dir  # noqa: E402
 
 CHILD_TIMEOUT = 420
+#: what SGLang's main process logs when a child (scheduler, detokenizer) died; it does not exit
+CHILD_DIED = "Received sigquit from a child process"
 _CHILDREN: dict[str, "_Child"] = {}
 
 
@@ -241,18 +243,17 @@ def no_plugin_run(tiny_model) -> list:
     return [[(ids, lps) for ids, lps in batch] for batch in out]
 
 
-def _ready(name: str, start, timeout: float | None = None) -> str:
+def _ready(name: str, start) -> str:
     """Wait until the child server ``name`` (started by ``start`` if not yet) is healthy; its URL.
-    Stops it if it is not within ``timeout`` seconds of its start (default ``CHILD_TIMEOUT``);
-    with a ``timeout`` of its own, the caller decides whether to stop it."""
+    A scheduler that dies while the server starts leaves SGLang's main process waiting: its log
+    line ends the wait at once."""
     if name not in _CHILDREN:
         start()
     child = _CHILDREN[name]
     try:
-        wait_healthy(child.proc, child.url, child.log_path, timeout or CHILD_TIMEOUT, since=child.started)
+        wait_healthy(child.proc, child.url, child.log_path, CHILD_TIMEOUT, since=child.started, dead_if=CHILD_DIED)
     except BaseException:
-        if timeout is None:
-            child.stop()
+        child.stop()
         raise
     return child.url
 
@@ -519,20 +520,12 @@ def engine_parallel(prm_server):
                                                                        **PARALLEL_ARGS[mode]),
                        adapters=True, env_extra={"SGLANG_CPU_OMP_THREADS_BIND": f"{cpus[0]}|{cpus[1]}"})
         running.append(name)
-        child = _CHILDREN[name]
-        while True:  # healthy, or a rank died (SGLang's main process then lingers: stop it now)
-            try:
-                url = _ready(name, lambda: None, timeout=time.time() - child.started + 2)
-                break
-            except ServerStartError as exc:
-                log = child.log_path.read_text(errors="replace")
-                if child.proc.poll() is None and "Received sigquit from a child process" not in log \
-                        and time.time() - child.started < CHILD_TIMEOUT:
-                    continue
-                child.stop()
-                errors = [ln.strip() for ln in log.splitlines() if re.match(r"^\w*(Error|Exception)\b", ln.strip())]
-                pytest.skip(f"SGLang on CPU cannot serve {mode} ({PARALLEL_ARGS[mode]}): "
-                            f"{errors[-1] if errors else str(exc)[-300:]}")
+        try:
+            url = _ready(name, lambda: None)
+        except ServerStartError as exc:
+            errors = [ln.strip() for ln in str(exc).splitlines() if re.match(r"^\w*(Error|Exception)\b", ln.strip())]
+            pytest.skip(f"SGLang on CPU cannot serve {mode} ({PARALLEL_ARGS[mode]}): "
+                        f"{errors[-1] if errors else str(exc)[-300:]}")
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=300)
         target = (client, client.models.list().data[0].id, lambda t: {"custom_params": {"ttc": t}})
         return Parallel(openai=target, serve=_serve_on(url), kv_in_use=_kv_in_use(url))

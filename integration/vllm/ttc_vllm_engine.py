@@ -88,7 +88,7 @@ def main(spec_path: str, out_path: str) -> None:
     from vllm import LLM
 
     llm = LLM(**engine_kwargs(spec["model"], eager=spec.get("eager", True), ttc=spec.get("ttc"),
-                              plugin=spec.get("plugin", True), **spec.get("engine", {})))
+                              plugin=spec.get("plugin", True)))
     batches = []
     for batch in spec["batches"]:
         rows = generate(llm, batch["prompts"], batch["ttcs"], batch["max_tokens"], with_outputs=True)

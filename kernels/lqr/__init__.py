@@ -1,4 +1,4 @@
-"""Batched finite-horizon LQR first-control solve of the TTC layer (Triton forward)."""
+"""Batched finite-horizon LQR first-control solve of the TTC layer (Triton forward and backward)."""
 
 from .op import LQRResult, lqr
 from .reference import LQR_BAD_INPUT, LQR_NONFINITE, LQR_NOT_POSITIVE_DEFINITE, LQR_OK

@@ -99,15 +99,21 @@ def _(h0, a, r_inv, log_gamma_a, log_gamma_b, log_gamma_q, B, Q, Qf, T, solver):
 
 
 def _setup_context(ctx, inputs, output):
-    ctx.save_for_backward(*inputs[:10])
+    ctx.save_for_backward(*inputs[:10], output[1])
     ctx.solver = inputs[10]
 
 
 def _backward(ctx, grad_u0, grad_status):
-    # Differentiable PyTorch recomputation: autograd through the solver's float64 reference (not
-    # a Triton kernel). Exact w.r.t. the reference; O(T) small batched ops.
     saved = ctx.saved_tensors
-    floats, T = saved[:9], saved[9]
+    floats, T, status = saved[:9], saved[9], saved[10]
+    if use_triton(floats[0]):
+        # The Triton backward (both solvers compute one function: this is its reverse mode, in
+        # float32; Q and Qf get their gradients' symmetric parts).
+        from .triton_bwd import lqr_bwd_triton
+
+        return (*lqr_bwd_triton(*floats, T, status, grad_u0), None, None)
+    # Off the Triton path: autograd through the solver's float64 reference, a differentiable
+    # PyTorch recomputation (exact w.r.t. the reference; O(T) small batched ops).
     with torch.enable_grad():
         leaves = [x.detach().to(torch.float64).requires_grad_(True) for x in floats]
         u_ref, _ = SOLVERS[ctx.solver](*leaves, T)
@@ -164,8 +170,9 @@ def lqr(
 
     The forward never synchronises with the host (CUDA-graph capturable) and runs the Triton
     kernel on CUDA tensors (or anywhere under ``TRITON_INTERPRET=1``), else the float64 PyTorch
-    reference. Gradients flow to every float input; the backward recomputes the float64
-    reference with autograd (a PyTorch recomputation, not a Triton kernel).
+    reference. Gradients flow to every float input: on the Triton path from the backward kernel
+    (:mod:`.triton_bwd`, float32, the symmetric parts for ``Q`` and ``Qf``; it reads ``max(T)`` on
+    the host to size its scratch), elsewhere by autograd through the solver's float64 reference.
     """
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {sorted(SOLVERS)}, got {solver!r}")

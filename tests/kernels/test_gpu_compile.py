@@ -19,6 +19,7 @@ import pytest
 
 def _cases():
     from ttc_plugins.kernels.branch_scores import triton_fwd as bs
+    from ttc_plugins.kernels.lqr import triton_bwd as lqb
     from ttc_plugins.kernels.lqr import triton_fwd as lq
     from ttc_plugins.kernels.residual_control import triton_fwd as rc
 
@@ -50,6 +51,13 @@ def _cases():
             lq._lqr_fwd_kernel,
             {**dict.fromkeys(lqr_ptrs, "*fp32"), "T_ptr": "*i32", "status_ptr": "*i32", "NH": "i32", "H": "i32"},
             dict(D=13, DU=4, BP=2, BD=16, BDU=4, SYMPLECTIC=True),
+        ),
+        "lqr._lqr_bwd_kernel": (
+            lqb._lqr_bwd_kernel,
+            {**dict.fromkeys(lqr_ptrs[:-1], "*fp32"), "T_ptr": "*i32", "gu_ptr": "*fp32", "scratch_ptr": "*fp32",
+             **dict.fromkeys(("dh0_ptr", "da_ptr", "drinv_ptr", "dlga_ptr", "dlgb_ptr", "dlgq_ptr", "dB_ptr", "dQ_ptr",
+                              "dQf_ptr"), "*fp32"), "NH": "i32", "H": "i32", "TMAX": "i32"},
+            dict(D=13, DU=4, BP=2, BD=16, BDU=4),
         ),
     }
 

@@ -196,7 +196,8 @@ def _batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[list[int
 
 
 def _latest_checkpoint(out: Path) -> Path | None:
-    steps = sorted((int(p.name.split("-")[1]), p) for p in (out / CHECKPOINTS).glob("step-*") if (p / "state.pt").is_file())
+    steps = sorted((int(p.name.split("-")[1]), p) for p in (out / CHECKPOINTS).glob("step-*")
+                   if (p / "state.pt").is_file())
     return steps[-1][1] if steps else None
 
 

@@ -53,7 +53,7 @@ installed (nox's ``install_test_plugin``): its faulty components are what ``test
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, ContextManager
 
 
 @dataclass
@@ -69,19 +69,25 @@ class BeamOut:
 class Replicas:
     """Two replicas of a server behind the engine's router: ``router`` and each of ``replicas`` is
     (OpenAI client, model name, ``ttc`` section -> extra_body); ``finished()`` is each replica's
-    count of finished engine requests so far, read from its own metrics."""
+    count of finished engine requests so far, read from its own metrics; ``router_with(policy)``
+    a context manager: another router of the engine over the same replicas, with that routing
+    policy, as such a target."""
 
     router: tuple[Any, str, Callable[[dict], dict]]
     replicas: list[tuple[Any, str, Callable[[dict], dict]]]
     finished: Callable[[], list[int]]
+    router_with: Callable[[str], ContextManager[tuple[Any, str, Callable[[dict], dict]]]]
 
 
 @dataclass
 class Parallel:
     """A server of the engine with more than one rank: ``openai`` as ``engine_openai``;
     ``serve(prompt_ids, ttc, max_tokens) -> (token_ids, logprobs)`` one greedy request;
-    ``kv_in_use() -> float`` its KV pool in use (the largest over ranks)."""
+    ``kv_in_use() -> float`` its KV pool in use (the largest over ranks);
+    ``rank_processes() -> {pid: name}`` the processes that run the model's ranks (one per rank)
+    whose log says the plugin registered there."""
 
     openai: tuple[Any, str, Callable[[dict], dict]]
     serve: Callable[..., tuple[list[int], list[float]]]
     kv_in_use: Callable[[], float]
+    rank_processes: Callable[[], dict[int, str]]

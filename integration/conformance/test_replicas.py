@@ -80,3 +80,20 @@ def test_concurrent_searches_through_the_router_keep_both_replicas_busy(engine_r
     deltas = _deltas(before, engine_replicas.finished())
     assert all(r.model_extra["ttc"]["search"]["chosen_branch_id"] is not None for r in responses)
     assert all(d > 0 for d in deltas), f"the router sent every search to one replica: {deltas}"
+
+
+@pytest.mark.parametrize("policy", ["round_robin", "random"])
+def test_under_other_routing_policies_each_search_stays_on_one_replica(engine_replicas, policy):
+    """The policy picks the replica of a whole search; none can split one (it is one request).
+    Round robin alternates replicas between searches."""
+    landed = []
+    with engine_replicas.router_with(policy) as router:
+        for prompt in PROBLEMS[:4]:
+            before = engine_replicas.finished()
+            resp = _complete(router, prompt, {"search": SEARCH})
+            deltas = _deltas(before, engine_replicas.finished())
+            assert resp.model_extra["ttc"]["search"]["chosen_branch_id"] is not None
+            assert sorted(deltas)[0] == 0 and max(deltas) >= 2, (policy, deltas)
+            landed.append(deltas.index(max(deltas)))
+    if policy == "round_robin":
+        assert set(landed) == {0, 1}, f"round robin sent every search to one replica: {landed}"

@@ -20,6 +20,7 @@ which proves which processes ran ``register()``; ``TTC_SGL_KERNEL_STANDIN_LOG``:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -462,7 +463,8 @@ def engine_reused_tokens():
 @pytest.fixture(scope="module")
 def engine_replicas():
     """Two servers with ``server``'s settings (plus ``--enable-metrics``: each one's own request
-    counter) behind ``sglang-router`` with its default policy."""
+    counter) behind ``sglang-router`` with its default policy (``router_with``: another one, same
+    replicas)."""
     import openai
 
     from integration.common.router import finished_requests, router_running
@@ -479,9 +481,14 @@ def engine_replicas():
             _launch_server(name, free_port(), engine_helpers.engine_kwargs(_tiny(), enable_custom_logit_processor=True,
                                                                            enable_metrics=True))
         urls = [_ready(name, lambda: None) for name in names]
+        @contextlib.contextmanager
+        def router_with(policy: str):
+            with router_running("sglang", urls, _RUN_DIR / f"router-{policy}.log", policy=policy) as url:
+                yield client(url)
+
         with router_running("sglang", urls, _RUN_DIR / "router.log") as router_url:
             yield Replicas(router=client(router_url), replicas=[client(u) for u in urls],
-                           finished=lambda: [finished_requests("sglang", u) for u in urls])
+                           finished=lambda: [finished_requests("sglang", u) for u in urls], router_with=router_with)
     finally:
         for name in names:
             if name in _CHILDREN:
@@ -528,7 +535,9 @@ def engine_parallel(prm_server):
                         f"{errors[-1] if errors else str(exc)[-300:]}")
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=300)
         target = (client, client.models.list().data[0].id, lambda t: {"custom_params": {"ttc": t}})
-        return Parallel(openai=target, serve=_serve_on(url), kv_in_use=_kv_in_use(url))
+        log_path = _CHILDREN[name].log_path
+        return Parallel(openai=target, serve=_serve_on(url), kv_in_use=_kv_in_use(url),
+                        rank_processes=lambda: engine_helpers.rank_processes(log_path.read_text(errors="replace")))
 
     yield start
     stop()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 
@@ -12,12 +11,10 @@ import ttc_sglang_engine as helpers
 
 from integration.common import scenarios
 
-REGISTERED = re.compile(r"ttc-plugins: sglang backend registered \((\w[\w-]*), pid (\d+)\)")
-
 
 def test_register_ran_in_main_scheduler_and_detokenizer(engine, run_dir):
     text = (run_dir / "ttc-backend.log").read_text()
-    seen = {(role, int(pid)) for role, pid in REGISTERED.findall(text)}
+    seen = {(role, int(pid)) for role, pid in helpers.REGISTERED.findall(text)}
     roles = {role for role, _ in seen}
     assert ("main", os.getpid()) in seen, text
     assert {"scheduler", "detokenizer"} <= roles, text

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from typing import Any, Sequence
 
@@ -18,6 +19,14 @@ os.environ.setdefault("SGLANG_USE_CPU_ENGINE", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 NO_PLUGIN_ENV = {"SGLANG_PLUGINS": "ttc-disabled-for-baseline"}
+#: the line ``register()`` logs in every SGLang process it runs in (its role: main, scheduler, ...)
+REGISTERED = re.compile(r"ttc-plugins: sglang backend registered \((\w[\w-]*), pid (\d+)\)")
+
+
+def rank_processes(log: str) -> dict[int, str]:
+    """The processes that run the model's ranks (SGLang's schedulers: one per TP rank of each DP
+    rank) whose ``register()`` line is in ``log``."""
+    return {int(pid): role for role, pid in REGISTERED.findall(log) if role == "scheduler"}
 
 
 def engine_kwargs(model_dir: str, **extra: Any) -> dict[str, Any]:

@@ -225,7 +225,8 @@ def engine_parallel(tiny_model, search_settings, tmp_path_factory):
                 env_extra={"VLLM_CPU_OMP_THREADS_BIND": f"{cpus[0]}|{cpus[1]}"}))
             client = openai.OpenAI(base_url=server["base_url"] + "/v1", api_key="none", max_retries=0, timeout=300)
             target = (client, tiny_model, lambda t: {"vllm_xargs": {"ttc": json.dumps(t)}})
-            return Parallel(openai=target, serve=_serve_on(target), kv_in_use=_kv_in_use(server["base_url"], target))
+            return Parallel(openai=target, serve=_serve_on(target), kv_in_use=_kv_in_use(server["base_url"], target),
+                            rank_processes=lambda: engine.rank_processes(server["log"].read_text(errors="replace")))
 
         yield start
 
@@ -270,7 +271,7 @@ def _search_flags(ttc: dict) -> list[str]:
 @pytest.fixture(scope="module")
 def engine_replicas(tiny_model, named_vector, ttc_adapter, tmp_path_factory):
     """Two search-serving servers (``search_server``'s settings, no reward models) behind
-    ``vllm-router`` with its default policy."""
+    ``vllm-router`` with its default policy (``router_with``: another one, same replicas)."""
     import openai
 
     from integration.common.router import finished_requests, router_running
@@ -291,8 +292,14 @@ def engine_replicas(tiny_model, named_vector, ttc_adapter, tmp_path_factory):
                 tiny_model, log_dir / f"replica{i}", *_search_flags(ttc)))
             urls.append(server["base_url"])
         router_url = stack.enter_context(router_running("vllm", urls, log_dir / "router.log"))
+
+        @contextlib.contextmanager
+        def router_with(policy: str):
+            with router_running("vllm", urls, log_dir / f"router-{policy}.log", policy=policy) as url:
+                yield client(url)
+
         yield Replicas(router=client(router_url), replicas=[client(u) for u in urls],
-                       finished=lambda: [finished_requests("vllm", u) for u in urls])
+                       finished=lambda: [finished_requests("vllm", u) for u in urls], router_with=router_with)
 
 
 # -- the conformance suite's engine (integration/conformance/engine.py) --------------------------

@@ -6,17 +6,9 @@ import re
 from importlib.metadata import entry_points
 
 import pytest
+import ttc_vllm_engine as engine
 
 import ttc_plugins.vllm_backend as backend
-
-LINE = re.compile(r"ttc-plugins: vllm backend registered \((?P<proc>[^,]+), pid (?P<pid>\d+)\)")
-
-
-def _registrations(text: str) -> dict[str, set[int]]:
-    out: dict[str, set[int]] = {}
-    for m in LINE.finditer(text):
-        out.setdefault(m["proc"], set()).add(int(m["pid"]))
-    return out
 
 
 def test_general_plugin_entry_point_is_installed():
@@ -37,7 +29,7 @@ def test_register_ran_in_this_process_and_is_idempotent(eager_llm):
 
 def test_register_runs_in_every_engine_process(compiled_run):
     result, log = compiled_run
-    procs = _registrations(log)
+    procs = engine.registrations(log)
     assert "MainProcess" in procs, log[-3000:]
     engine_core = [p for p in procs if p.startswith("EngineCore")]
     workers = [p for p in procs if "Worker" in p]
@@ -47,14 +39,14 @@ def test_register_runs_in_every_engine_process(compiled_run):
 
 
 def test_register_runs_in_api_server_process(server):
-    procs = _registrations(server["log"].read_text())
+    procs = engine.registrations(server["log"].read_text())
     assert any("Worker" in p for p in procs) and any(p.startswith("EngineCore") for p in procs), procs
     assert len(set().union(*procs.values())) >= 3, procs
 
 
 def test_vllm_plugins_filter_is_respected(no_plugin_run):
     _, log = no_plugin_run
-    assert not LINE.search(log), "register() ran although VLLM_PLUGINS excluded 'ttc'"
+    assert not engine.REGISTERED.search(log), "register() ran although VLLM_PLUGINS excluded 'ttc'"
     assert "residual-stream control installed" not in log
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -22,6 +23,27 @@ LOGITS_PROCESSOR = "ttc_plugins.vllm_backend.logits:TTCLogitsProcessor"
 #: the TTC scheduler (in-engine fork, ``ttc.beam``); plain requests take vLLM's path through it
 BEAM_SCHEDULER = "ttc_plugins.vllm_backend.beam_scheduler.TTCScheduler"
 KV_CACHE_BYTES = 256 * 2**20
+
+
+#: the line ``register()`` logs in every vLLM process it runs in
+REGISTERED = re.compile(r"ttc-plugins: vllm backend registered \((?P<proc>[^,]+), pid (?P<pid>\d+)\)")
+
+
+def registrations(log: str) -> dict[str, set[int]]:
+    """Process name -> pids of the processes whose ``register()`` line is in ``log``."""
+    out: dict[str, set[int]] = {}
+    for m in REGISTERED.finditer(log):
+        out.setdefault(m["proc"], set()).add(int(m["pid"]))
+    return out
+
+
+def rank_processes(log: str) -> dict[int, str]:
+    """The processes that run the model's ranks, among those that registered: the workers under
+    tensor parallelism (``VllmWorker-N``, the multiprocess executor), else the engine cores (one per
+    data-parallel rank, each running its own rank in process)."""
+    procs = registrations(log)
+    workers = {pid: name for name, pids in procs.items() if "Worker" in name for pid in pids}
+    return workers or {pid: name for name, pids in procs.items() if name.startswith("EngineCore") for pid in pids}
 
 
 def logits_processor_entry_point_installed() -> bool:

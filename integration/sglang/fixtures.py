@@ -481,6 +481,7 @@ def engine_replicas():
             _launch_server(name, free_port(), engine_helpers.engine_kwargs(_tiny(), enable_custom_logit_processor=True,
                                                                            enable_metrics=True))
         urls = [_ready(name, lambda: None) for name in names]
+
         @contextlib.contextmanager
         def router_with(policy: str):
             with router_running("sglang", urls, _RUN_DIR / f"router-{policy}.log", policy=policy) as url:

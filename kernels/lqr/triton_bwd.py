@@ -38,7 +38,7 @@ import triton
 import triton.language as tl
 
 from .._checks import next_pow2
-from .triton_fwd import _measurement_update, launch_config
+from .triton_fwd import _problem_tiles, _riccati_step, launch_config
 from .triton_symplectic import _column, _row
 
 
@@ -133,27 +133,16 @@ def _lqr_bwd_kernel(
     B_ptrs = B_ptr + nn * D * DU
     S_ptrs = scratch_ptr + pp * (TMAX + 1) * D * D + offs_r * D + offs_c  # slot t: + t * D * D
 
-    lga = tl.load(lga_ptr + pp, mask=mask_p, other=0.0).to(tl.float32)
-    a_r = tl.load(a_ptr + vec_base + offs_r, mask=mask_pr, other=0.0).to(tl.float32)
-    a_c = tl.load(a_ptr + vec_base + offs_c, mask=mask_pc, other=0.0).to(tl.float32)
-    lgq_r = tl.load(lgq_ptr + vec_base + offs_r, mask=mask_pr, other=0.0).to(tl.float32)
-    lgq_c = tl.load(lgq_ptr + vec_base + offs_c, mask=mask_pc, other=0.0).to(tl.float32)
-    Qm = tl.load(Q_ptr + nn * D * D + offs_r * D + offs_c, mask=mask_prc, other=0.0).to(tl.float32)
-    P = tl.load(Qf_ptr + pp * D * D + offs_r * D + offs_c, mask=mask_prc, other=0.0).to(tl.float32)
+    lga, a_r, a_c, lgq_r, lgq_c, Qm, P = _problem_tiles(a_ptr, lga_ptr, lgq_ptr, Q_ptr, Qf_ptr, pp, nn, vec_base,
+                                                        offs_r, offs_c, mask_p, mask_pr, mask_pc, mask_prc, D)
     unused = tl.zeros((BP, 1, 1), dtype=tl.int32)  # the forward's pivot flags: its status covers them
 
     # 1. recompute P_T .. P_2 into the scratch (slot t), ending with P_1 in registers
     t = t_max
     while t > 1:
-        tf = t.to(tl.float32)
-        active = Tp >= t
         tl.store(S_ptrs + t * D * D, P, mask=mask_prc)
-        P, unused = _measurement_update(P, tf, active, B_ptrs, rinv_ptrs, lgb_ptrs, offs_r, offs_c, mask_pr, mask_pc,
-                                        mask_p, unused, DU)
-        ga = tl.exp(tf * lga)
-        gq_r = tl.exp((tf - 1.0) * lgq_r)
-        gq_c = tl.exp((tf - 1.0) * lgq_c)
-        P = tl.where(active, P * ((1.0 + a_r * ga) * (1.0 + a_c * ga)) + Qm * (gq_r * gq_c), P)
+        P, unused = _riccati_step(P, t.to(tl.float32), Tp >= t, unused, lga, a_r, a_c, lgq_r, lgq_c, Qm, B_ptrs,
+                                  rinv_ptrs, lgb_ptrs, offs_r, offs_c, mask_pr, mask_pc, mask_p, DU)
         t -= 1
 
     # 2. the first step: u0 = -r_inv * (B_1' y), y = M_1 x, x = A_1 h0

@@ -68,6 +68,35 @@ def _measurement_update(P, tf, active, B_ptrs, rinv_ptrs, lgb_ptrs, offs_r, offs
 
 
 @triton.jit
+def _problem_tiles(a_ptr, lga_ptr, lgq_ptr, Q_ptr, Qf_ptr, pp, nn, vec_base, offs_r, offs_c, mask_p, mask_pr, mask_pc,
+                   mask_prc, D: tl.constexpr):
+    """The per-problem inputs every sweep reads, in float32: ``log_gamma_a`` [BP, 1, 1], ``a`` and
+    ``log_gamma_q`` as a column and a row, ``Q`` (per token) and ``P_T = Qf`` [BP, BD, BD]."""
+    lga = tl.load(lga_ptr + pp, mask=mask_p, other=0.0).to(tl.float32)
+    a_r = tl.load(a_ptr + vec_base + offs_r, mask=mask_pr, other=0.0).to(tl.float32)
+    a_c = tl.load(a_ptr + vec_base + offs_c, mask=mask_pc, other=0.0).to(tl.float32)
+    lgq_r = tl.load(lgq_ptr + vec_base + offs_r, mask=mask_pr, other=0.0).to(tl.float32)
+    lgq_c = tl.load(lgq_ptr + vec_base + offs_c, mask=mask_pc, other=0.0).to(tl.float32)
+    Qm = tl.load(Q_ptr + nn * D * D + offs_r * D + offs_c, mask=mask_prc, other=0.0).to(tl.float32)
+    P = tl.load(Qf_ptr + pp * D * D + offs_r * D + offs_c, mask=mask_prc, other=0.0).to(tl.float32)
+    return lga, a_r, a_c, lgq_r, lgq_c, Qm, P
+
+
+@triton.jit
+def _riccati_step(P, tf, active, pivot_bad, lga, a_r, a_c, lgq_r, lgq_c, Qm, B_ptrs, rinv_ptrs, lgb_ptrs, offs_r,
+                  offs_c, mask_pr, mask_pc, mask_p, DU: tl.constexpr):
+    """One step t > 1 of the recursion: the measurement update, then P <- A_t P~ A_t + Q_{t-1}
+    (only where ``active``). The forward's sweep and the backward's recomputation both take it."""
+    P, pivot_bad = _measurement_update(P, tf, active, B_ptrs, rinv_ptrs, lgb_ptrs, offs_r, offs_c, mask_pr, mask_pc,
+                                       mask_p, pivot_bad, DU)
+    ga = tl.exp(tf * lga)
+    gq_r = tl.exp((tf - 1.0) * lgq_r)
+    gq_c = tl.exp((tf - 1.0) * lgq_c)
+    P = tl.where(active, P * ((1.0 + a_r * ga) * (1.0 + a_c * ga)) + Qm * (gq_r * gq_c), P)
+    return P, pivot_bad
+
+
+@triton.jit
 def _finish(P, pivot_bad, Tp, T1, h0_ptr, rinv_ptr, lgb_ptr, B_ptrs, rinv_ptrs, lgb_ptrs, vec_base, a_c, lga,
             offs_p, offs_r, offs_c, mask_p1, mask_p, mask_pr, mask_pc, u_ptr, status_ptr,
             DU: tl.constexpr, BDU: tl.constexpr):
@@ -142,13 +171,8 @@ def _lqr_fwd_kernel(
     lgb_ptrs = lgb_ptr + pp * DU
     B_ptrs = B_ptr + nn * D * DU  # B and Q are per token, shared by its heads
 
-    lga = tl.load(lga_ptr + pp, mask=mask_p, other=0.0).to(tl.float32)  # [BP, 1, 1]
-    a_r = tl.load(a_ptr + vec_base + offs_r, mask=mask_pr, other=0.0).to(tl.float32)
-    a_c = tl.load(a_ptr + vec_base + offs_c, mask=mask_pc, other=0.0).to(tl.float32)
-    lgq_r = tl.load(lgq_ptr + vec_base + offs_r, mask=mask_pr, other=0.0).to(tl.float32)
-    lgq_c = tl.load(lgq_ptr + vec_base + offs_c, mask=mask_pc, other=0.0).to(tl.float32)
-    Qm = tl.load(Q_ptr + nn * D * D + offs_r * D + offs_c, mask=mask_prc, other=0.0).to(tl.float32)
-    P = tl.load(Qf_ptr + pp * D * D + offs_r * D + offs_c, mask=mask_prc, other=0.0).to(tl.float32)
+    lga, a_r, a_c, lgq_r, lgq_c, Qm, P = _problem_tiles(a_ptr, lga_ptr, lgq_ptr, Q_ptr, Qf_ptr, pp, nn, vec_base,
+                                                        offs_r, offs_c, mask_p, mask_pr, mask_pc, mask_prc, D)
 
     pivot_bad = tl.zeros((BP, 1, 1), dtype=tl.int32)  # some pivot s <= 1e-6 r: S_t not positive definite
     if SYMPLECTIC:
@@ -161,16 +185,8 @@ def _lqr_fwd_kernel(
         t = t_max
         while t > 1:
             tf = t.to(tl.float32)
-            active = Tp >= t
-            P, pivot_bad = _measurement_update(
-                P, tf, active, B_ptrs, rinv_ptrs, lgb_ptrs, offs_r, offs_c, mask_pr, mask_pc, mask_p, pivot_bad, DU
-            )
-            ga = tl.exp(tf * lga)
-            alpha_r = 1.0 + a_r * ga
-            alpha_c = 1.0 + a_c * ga
-            gq_r = tl.exp((tf - 1.0) * lgq_r)
-            gq_c = tl.exp((tf - 1.0) * lgq_c)
-            P = tl.where(active, P * (alpha_r * alpha_c) + Qm * (gq_r * gq_c), P)
+            P, pivot_bad = _riccati_step(P, tf, Tp >= t, pivot_bad, lga, a_r, a_c, lgq_r, lgq_c, Qm, B_ptrs, rinv_ptrs,
+                                         lgb_ptrs, offs_r, offs_c, mask_pr, mask_pc, mask_p, DU)
             t -= 1
 
     _finish(P, pivot_bad, Tp, T1, h0_ptr, rinv_ptr, lgb_ptr, B_ptrs, rinv_ptrs, lgb_ptrs, vec_base, a_c, lga,

@@ -532,8 +532,18 @@ def engine_parallel(prm_server):
             url = _ready(name, lambda: None)
         except ServerStartError as exc:
             errors = [ln.strip() for ln in str(exc).splitlines() if re.match(r"^\w*(Error|Exception)\b", ln.strip())]
+            # SGLang gets as far as one scheduler per rank (its log lines are tagged TPn / DPn):
+            # each must have loaded the plugin before SGLang's own error (test_tensor_parallel
+            # covers what the controls do in them)
+            log = _CHILDREN[name].log_path.read_text(errors="replace")
+            started = set(re.findall(r"^\[[^\]]* ((?:DP\d+ )?TP\d+)\]", log, re.M))
+            registered = engine_helpers.rank_processes(log)
+            if len(registered) < len(started):
+                pytest.fail(f"{mode}: SGLang started the ranks {sorted(started)}, the plugin registered in the "
+                            f"scheduler processes {sorted(registered)} only")
             pytest.skip(f"SGLang on CPU cannot serve {mode} ({PARALLEL_ARGS[mode]}): "
-                        f"{errors[-1] if errors else str(exc)[-300:]}")
+                        f"{errors[-1] if errors else str(exc)[-300:]} (after the plugin registered in the "
+                        f"schedulers of the {len(started)} ranks it started)")
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=300)
         target = (client, client.models.list().data[0].id, lambda t: {"custom_params": {"ttc": t}})
         log_path = _CHILDREN[name].log_path

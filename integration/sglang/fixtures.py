@@ -536,7 +536,7 @@ def engine_parallel(prm_server):
             # each must have loaded the plugin before SGLang's own error (test_tensor_parallel
             # covers what the controls do in them)
             log = _CHILDREN[name].log_path.read_text(errors="replace")
-            started = set(re.findall(r"^\[[^\]]* ((?:DP\d+ )?TP\d+)\]", log, re.M))
+            started = engine_helpers.started_ranks(log)
             registered = engine_helpers.rank_processes(log)
             if len(registered) < len(started):
                 pytest.fail(f"{mode}: SGLang started the ranks {sorted(started)}, the plugin registered in the "

@@ -29,6 +29,15 @@ def rank_processes(log: str) -> dict[int, str]:
     return {int(pid): role for role, pid in REGISTERED.findall(log) if role == "scheduler"}
 
 
+#: the rank tag SGLang puts on a scheduler's log lines (``[<time> TP1]``, ``[<time> DP0 TP1]``)
+RANK_TAG = re.compile(r"^\[[^\]]* ((?:DP\d+ )?TP\d+)\]", re.M)
+
+
+def started_ranks(log: str) -> set[str]:
+    """The ranks whose scheduler logged at least one line in ``log`` (e.g. ``{"TP0", "TP1"}``)."""
+    return set(RANK_TAG.findall(log))
+
+
 def engine_kwargs(model_dir: str, **extra: Any) -> dict[str, Any]:
     """The CPU settings every engine of the suite uses (see README.md)."""
     kw = dict(

@@ -90,9 +90,7 @@ class FrontendState:
             self._facts = EngineFacts(
                 vocab_size=getattr(mc, "vocab_size", None) or getattr(hf, "vocab_size", None),
                 hidden_size=getattr(hf, "hidden_size", None), num_layers=getattr(hf, "num_hidden_layers", None),
-                ttc_layers=() if reason else tuple(sorted(self.config.ttc_layers)),
-                ttc_horizons={} if reason else self.config.hosted_horizons(),
-                vectors=self.config.vector_library(), refused=refused,
+                **({} if reason else self.config.control_facts()), refused=refused,
                 max_beam_width=self.config.max_beam_width, beam_width_limits="TTC_SGLANG_CONFIG max_beam_width")
         return self._facts
 

@@ -77,6 +77,13 @@ class EngineConfigBase(BaseModel):
                 raise TTCConfigError(key, why)
 
 
+    def control_facts(self) -> dict[str, Any]:
+        """The :class:`~ttc_plugins.types.EngineFacts` fields this configuration decides, for an
+        engine whose controls are available (``ttc_layers``, ``ttc_horizons``, ``vectors``): one
+        rule for every backend, so a backend cannot host an adapter its requests are refused."""
+        return {"ttc_layers": tuple(sorted(self.ttc_layers)), "ttc_horizons": self.hosted_horizons(),
+                "vectors": self.vector_library()}
+
     def hosted_horizons(self) -> dict[int, tuple[int, int]]:
         """Layer -> the horizon range its adapter was trained at, for files that record one (a
         request asking for a horizon outside it is refused; 0, off, always passes)."""

@@ -123,9 +123,7 @@ class FrontendState:
             refused["ttc.beam"] = ("token beam search runs in the engine's scheduler; start the engine with "
                                    f"--scheduler-cls {BEAM_SCHEDULER} (LLM(scheduler_cls=...))")
         return EngineFacts(vocab_size=self.vocab_size, hidden_size=self.hidden_size, num_layers=self.num_layers,
-                           ttc_layers=tuple(sorted(self.config.ttc_layers)) if controls else (),
-                           ttc_horizons=self.config.hosted_horizons() if controls else {},
-                           vectors=self.config.vector_library() if controls else None, refused=refused,
+                           **(self.config.control_facts() if controls else {}), refused=refused,
                            max_beam_width=self.max_beam_width,
                            beam_width_limits="additional_config.ttc.max_beam_width, max_logprobs / 2 and "
                                              "max_num_seqs bound it")

@@ -69,9 +69,7 @@ def main(rank: int, world: int, init_file: str, spec_path: str, out_path: str) -
     pm = get_plugin_manager()
     adapters = load_hosted(config.ttc_layers, root="TTC_SGLANG_CONFIG", hidden_size=hidden, num_layers=layers,
                            device="cpu")
-    facts = EngineFacts(hidden_size=hidden, num_layers=layers, vocab_size=spec["vocab_size"],
-                        ttc_layers=tuple(sorted(config.ttc_layers)), ttc_horizons=config.hosted_horizons(),
-                        vectors=config.vector_library())
+    facts = EngineFacts(hidden_size=hidden, num_layers=layers, vocab_size=spec["vocab_size"], **config.control_facts())
     counts = spec["counts"]
     n = sum(counts)
     g = torch.Generator().manual_seed(spec["seed"])

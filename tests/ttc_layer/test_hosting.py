@@ -53,6 +53,10 @@ def test_engine_settings_read_the_files_and_their_horizon_ranges(tmp_path):
     cfg = EngineConfigBase(ttc_layers={1: str(path), 3: str(path)})
     cfg.check_ttc_layers("X", hidden_size=H)
     assert cfg.hosted_horizons() == {1: (4, 16), 3: (4, 16)}
+    # what both frontends tell the request checks: the hosted layers, in order, with their ranges
+    facts = cfg.control_facts()
+    assert facts["ttc_layers"] == (1, 3) and facts["ttc_horizons"] == {1: (4, 16), 3: (4, 16)}
+    assert facts["vectors"].names() == []
     with pytest.raises(TTCConfigError, match=r"X\.ttc_layers\.2: .* holds TTC adapters for decoder layers \[1, 3\], not 2"):
         EngineConfigBase(ttc_layers={2: str(path)}).check_ttc_layers("X")
     with pytest.raises(TTCConfigError, match=r"X\.ttc_layers\.1: adapter hidden size"):

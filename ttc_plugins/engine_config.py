@@ -76,11 +76,10 @@ class EngineConfigBase(BaseModel):
             if why is not None:
                 raise TTCConfigError(key, why)
 
-
     def control_facts(self) -> dict[str, Any]:
         """The :class:`~ttc_plugins.types.EngineFacts` fields this configuration decides, for an
-        engine whose controls are available (``ttc_layers``, ``ttc_horizons``, ``vectors``): one
-        rule for every backend, so a backend cannot host an adapter its requests are refused."""
+        engine whose controls are available (``ttc_layers``, ``ttc_horizons``, ``vectors``): both
+        frontends build them here, so what requests are checked against cannot differ by engine."""
         return {"ttc_layers": tuple(sorted(self.ttc_layers)), "ttc_horizons": self.hosted_horizons(),
                 "vectors": self.vector_library()}
 
